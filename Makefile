@@ -1,0 +1,42 @@
+# dawn-lightning: every target that needs Python depends on `setup`, which is a no-op once done.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint data-synthetic validate-store tensorboard clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv, install the package (pinned in pyproject.toml) and ffmpeg when missing
+
+$(STAMP): pyproject.toml
+	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+test: setup ## run the test suite (CPU, under 15 minutes on 2 cores)
+	$(BIN)/pytest -q tests
+
+lint: setup ## ruff lint and format check
+	$(BIN)/ruff check dawn_lightning tests
+	$(BIN)/ruff format --check dawn_lightning tests
+
+data-synthetic: setup ## generate the synthetic talking-head clip store (data/synthetic64 by default)
+	$(BIN)/dawn-synthetic $(ARGS)
+
+validate-store: setup ## validate a clip store: make validate-store STORE=data/synthetic64
+	$(BIN)/dawn-store validate $(STORE)
+
+tensorboard: setup ## serve TensorBoard over experiments/
+	$(BIN)/tensorboard --logdir experiments
+
+clean: ## remove caches and the venv (keeps data/ and experiments/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

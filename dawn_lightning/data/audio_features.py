@@ -1,0 +1,66 @@
+"""Per-frame audio features at exactly 25 frames/s, aligned 1:1 with video frames.
+
+Feature frame t summarises the audio of video frame t: a window centred on the middle of samples
+[640 t, 640 (t + 1)). The extractor's ``spec`` is recorded in the clip store, and later in checkpoints, so a
+model is always fed the features it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from dawn_lightning import SAMPLE_RATE, SAMPLES_PER_FRAME
+
+
+def fit_length(audio: np.ndarray, num_frames: int) -> np.ndarray:
+    """Trim or zero-pad mono ``audio`` (N,) to exactly ``num_frames`` * 640 samples."""
+    target = num_frames * SAMPLES_PER_FRAME
+    if len(audio) >= target:
+        return audio[:target]
+    return np.pad(audio, (0, target - len(audio)))
+
+
+@dataclass(frozen=True)
+class LogMelFeatures:
+    """Log-mel spectrogram from librosa: no weights, the default feature of the project.
+
+    80 ms Hann windows (n_fft 1280) with hop 640 at 16 kHz give exactly one feature frame per video frame.
+    """
+
+    n_mels: int = 80
+    n_fft: int = 1280
+    fmin: float = 55.0
+    fmax: float = 7600.0
+    floor: float = 1e-5
+    kind: str = "logmel"
+
+    @property
+    def dim(self) -> int:
+        return self.n_mels
+
+    @property
+    def spec(self) -> dict:
+        return asdict(self) | {"dim": self.dim, "sample_rate": SAMPLE_RATE, "hop": SAMPLES_PER_FRAME}
+
+    def __call__(self, audio: np.ndarray, num_frames: int) -> np.ndarray:
+        """Features (num_frames, n_mels) float32 of 16 kHz mono ``audio`` (N,) float in [-1, 1]."""
+        import librosa
+
+        audio = fit_length(np.asarray(audio, dtype=np.float32), num_frames)
+        half = (self.n_fft - SAMPLES_PER_FRAME) // 2  # centres window t on the middle of video frame t
+        padded = np.pad(audio, (half, self.n_fft - SAMPLES_PER_FRAME - half))
+        mel = librosa.feature.melspectrogram(
+            y=padded,
+            sr=SAMPLE_RATE,
+            n_fft=self.n_fft,
+            hop_length=SAMPLES_PER_FRAME,
+            center=False,
+            n_mels=self.n_mels,
+            fmin=self.fmin,
+            fmax=self.fmax,
+        )
+        features = np.log(mel + self.floor).T.astype(np.float32)
+        assert len(features) == num_frames, (len(features), num_frames)
+        return features

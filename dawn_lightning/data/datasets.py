@@ -1,0 +1,188 @@
+"""Datasets over a clip store, one per stage's sampling need, sharing one core (`StoreDataset`).
+
+Per-frame tensors are time-major: audio (T, D), pose (T, 6), blink (T, 2), boxes (T, 4); video is (3, T, H, W)
+as in DESIGN.md. Training samples draw from torch's RNG (seeded by Lightning per worker and epoch); evaluation
+samples are a fixed function of (seed, index), so validation sees the same windows every epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch.utils.data import Dataset
+
+from dawn_lightning.data.store import ClipInfo, ClipReader, ClipStore, StoreError
+from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
+
+SIGNALS = ("audio_features", "pose", "blink", "face_box", "mouth_box")
+# Readers a forked worker inherited from its parent. They are kept alive, never used: destroying a decord
+# reader in a child process aborts it (its destructor joins threads that exist only in the parent).
+_INHERITED_READERS: list[dict] = []
+
+
+class StoreDataset(Dataset):
+    """One split of a clip store: clip selection, per-process readers and the sample RNG."""
+
+    def __init__(
+        self,
+        store_dir: str,
+        split: str,
+        train: bool,
+        seed: int = 0,
+        min_frames: int = 1,
+        samples_per_clip: int = 1,
+    ):
+        store = ClipStore(store_dir)
+        available = store.split(split)
+        self.clips = [c for c in available if c.num_frames >= min_frames]
+        if not self.clips:
+            raise StoreError(
+                f"{store.root}: split {split!r} has no clips of at least {min_frames} frames "
+                f"({len(available)} clips in the split)"
+            )
+        self.store_dir, self.split, self.train, self.seed = store.root, split, train, seed
+        self.samples_per_clip = samples_per_clip
+        self.frame_size, self.audio_dim = store.frame_size, store.audio_dim
+        self._store = store
+        self._readers: dict[str, ClipReader] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.clips) * self.samples_per_clip
+
+    def reader(self, info: ClipInfo) -> ClipReader:
+        """A reader for ``info``, opened once per process (decoders must not be shared across a fork)."""
+        if self._pid != os.getpid():
+            _INHERITED_READERS.append(self._readers)
+            self._readers, self._pid = {}, os.getpid()
+        if info.clip_id not in self._readers:
+            self._readers[info.clip_id] = self._store.reader(info)
+        return self._readers[info.clip_id]
+
+    def rng(self, index: int) -> np.random.Generator:
+        if self.train:
+            return np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        return np.random.default_rng([self.seed, index])
+
+    def __getstate__(self):
+        return self.__dict__ | {"_readers": {}}
+
+
+class FramePairDataset(StoreDataset):
+    """Stage 1: a (source, driving) pair of frames of one video, each float (3, H, W) in [0, 1]."""
+
+    def __init__(
+        self,
+        store_dir: str,
+        split: str,
+        train: bool,
+        seed: int = 0,
+        samples_per_clip: int = 1,
+        augment: PairAugment | None = None,
+    ):
+        super().__init__(store_dir, split, train, seed, min_frames=2, samples_per_clip=samples_per_clip)
+        self.augment = augment if train else None
+
+    def __getitem__(self, index: int) -> dict:
+        info = self.clips[index // self.samples_per_clip]
+        rng = self.rng(index)
+        source, driving = rng.choice(info.num_frames, size=2, replace=False)
+        pair = frames_to_tensor(self.reader(info).frames([source, driving]))
+        if self.augment is not None:
+            pair = self.augment(pair)
+        return {"source": pair[0], "driving": pair[1]}
+
+
+class SignalWindowDataset(StoreDataset):
+    """Stage 2: N-frame windows of audio features, pose and blink with a padding mask.
+
+    Training draws a random window per sample; evaluation tiles every clip with consecutive windows, so it
+    covers each frame once. Clips shorter than N are zero-padded and ``mask`` marks the real frames.
+    """
+
+    def __init__(
+        self,
+        store_dir: str,
+        split: str,
+        train: bool,
+        window: int = 200,
+        seed: int = 0,
+        samples_per_clip: int = 1,
+    ):
+        super().__init__(store_dir, split, train, seed, min_frames=2, samples_per_clip=samples_per_clip)
+        self.window = window
+        self.windows = [(c, start) for c in self.clips for start in range(0, c.num_frames - 1, window)]
+
+    def __len__(self) -> int:
+        return super().__len__() if self.train else len(self.windows)
+
+    def __getitem__(self, index: int) -> dict:
+        if self.train:
+            info = self.clips[index // self.samples_per_clip]
+            start = int(self.rng(index).integers(0, max(1, info.num_frames - self.window + 1)))
+        else:
+            info, start = self.windows[index]
+        signals = self.reader(info).signals
+        length = min(self.window, info.num_frames - start)
+        item = {}
+        for name, key in (("audio", "audio_features"), ("pose", "pose"), ("blink", "blink")):
+            values = torch.zeros(self.window, signals[key].shape[1])
+            values[:length] = torch.from_numpy(signals[key][start : start + length])
+            item[name] = values
+        item["mask"] = torch.arange(self.window) < length
+        return item
+
+
+class VideoClipDataset(StoreDataset):
+    """Stage 3: a clip of frames with its per-frame conditions and a reference frame.
+
+    - ``mode="first"`` (curriculum A): ``num_frames`` consecutive frames; the reference is the first of them.
+    - ``mode="random"`` (curriculum B): ``num_frames`` (the longest length; `RandomLengthCollate` crops each
+      batch to a random length) consecutive frames; the reference is a random frame of the whole video.
+
+    Returns ``video`` float (3, F, H, W) in [0, 1], ``audio`` (F, D), ``pose`` (F, 6), ``blink`` (F, 2),
+    ``face_box``/``mouth_box`` (F, 4), ``reference`` (3, H, W), ``ref_pose`` (6), ``ref_blink`` (2),
+    ``ref_face_box`` (4) and ``ref_index`` (the reference's frame number in the video).
+    """
+
+    def __init__(
+        self,
+        store_dir: str,
+        split: str,
+        train: bool,
+        num_frames: int = 20,
+        mode: Literal["first", "random"] = "first",
+        seed: int = 0,
+        samples_per_clip: int = 1,
+    ):
+        if mode not in ("first", "random"):
+            raise ValueError(f"mode must be 'first' or 'random', got {mode!r}")
+        super().__init__(
+            store_dir, split, train, seed, min_frames=num_frames, samples_per_clip=samples_per_clip
+        )
+        self.num_frames, self.mode = num_frames, mode
+
+    def __getitem__(self, index: int) -> dict:
+        info = self.clips[index // self.samples_per_clip]
+        rng = self.rng(index)
+        start = int(rng.integers(0, info.num_frames - self.num_frames + 1))
+        ref = start if self.mode == "first" else int(rng.integers(0, info.num_frames))
+        reader = self.reader(info)
+        frames = frames_to_tensor(reader.frames([ref, *range(start, start + self.num_frames)]))
+        signals = reader.signals
+        item = {
+            "video": rearrange(frames[1:], "t c h w -> c t h w"),
+            "reference": frames[0],
+            "ref_index": torch.tensor(ref),
+        }
+        for key in SIGNALS:
+            item["audio" if key == "audio_features" else key] = torch.from_numpy(
+                signals[key][start : start + self.num_frames].copy()
+            )
+        for key in ("pose", "blink", "face_box"):
+            item[f"ref_{key}"] = torch.from_numpy(signals[key][ref].copy())
+        return item

@@ -1,0 +1,55 @@
+"""Shared fixtures: small clip stores made on the fly (nothing is downloaded or committed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dawn_lightning.data.audio_features import LogMelFeatures
+from dawn_lightning.data.store import SIGNAL_DIMS, ClipRecord, StoreWriter
+
+SIZE = 32
+
+
+def simple_clip(
+    clip_id: str, num_frames: int, split: str = "train", seed: int = 0, identity: str | None = None
+) -> ClipRecord:
+    """A clip with distinct, smoothly moving frames and random (finite) signals."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_frames)[:, None, None]
+    y, x = np.mgrid[:SIZE, :SIZE]
+    frames = np.stack(
+        [
+            (x * 6 + t * 5) % 256,
+            (y * 6 + t * 3) % 256,
+            np.broadcast_to((t * 7 + seed * 50) % 256, (num_frames, SIZE, SIZE)),
+        ],
+        axis=-1,
+    ).astype(np.uint8)
+    audio = (0.1 * rng.standard_normal(num_frames * 640)).astype(np.float32)
+    signals = {name: rng.random((num_frames, dim)).astype(np.float32) for name, dim in SIGNAL_DIMS.items()}
+    signals["audio_features"] = LogMelFeatures(n_mels=8)(audio, num_frames)
+    meta = {"identity": identity or clip_id}
+    return ClipRecord(clip_id, frames, audio, signals, split, meta)
+
+
+def make_writer(root, frames_format: str = "mp4", config: dict | None = None) -> StoreWriter:
+    features = LogMelFeatures(n_mels=8)
+    return StoreWriter(root, config or {"kind": "test"}, features.spec, SIZE, frames_format)
+
+
+@pytest.fixture
+def tiny_store(tmp_path):
+    """A valid store: 3 train clips (two share an identity), 1 val, 1 test."""
+    writer = make_writer(tmp_path / "store")
+    lengths = {
+        "a": (30, "train"),
+        "b": (45, "train"),
+        "c": (12, "train"),
+        "v": (25, "val"),
+        "t": (25, "test"),
+    }
+    for k, (clip_id, (frames, split)) in enumerate(lengths.items()):
+        writer.write(simple_clip(clip_id, frames, split, seed=k, identity="p1" if clip_id in "ab" else None))
+    writer.finalize()
+    return tmp_path / "store"

@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+
+from dawn_lightning.data.datamodules import FramePairDataModule, PoseBlinkDataModule, VideoClipDataModule
+from dawn_lightning.data.datasets import FramePairDataset, VideoClipDataset
+from dawn_lightning.data.store import ClipStore, StoreError
+from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
+
+
+def test_frame_pairs(tiny_store):
+    dm = FramePairDataModule(str(tiny_store), batch_size=4, samples_per_clip=4, augment=PairAugment())
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"source", "driving"}
+    for key in batch:
+        assert batch[key].shape == (4, 3, 32, 32) and batch[key].dtype == torch.float32
+        assert 0 <= batch[key].min() and batch[key].max() <= 1
+    assert not torch.equal(batch["source"], batch["driving"])
+    assert len(dm.datasets["train"]) == 3 * 4
+
+
+def test_frame_pairs_validation_is_deterministic_and_unaugmented(tiny_store):
+    a = FramePairDataset(str(tiny_store), "val", train=False, seed=3, augment=PairAugment())
+    b = FramePairDataset(str(tiny_store), "val", train=False, seed=3)
+    assert a.augment is None
+    torch.testing.assert_close(a[0]["source"], b[0]["source"])
+    # the unaugmented pair is exactly two decoded frames of the clip
+    store = ClipStore(tiny_store)
+    frames = frames_to_tensor(store.reader(store.split("val")[0]).frames(range(25)))
+    assert any(torch.equal(a[0]["driving"], f) for f in frames)
+
+
+def test_training_samples_follow_torch_seed(tiny_store):
+    dataset = FramePairDataset(str(tiny_store), "train", train=True, augment=PairAugment())
+    torch.manual_seed(7)
+    first = dataset[1]["source"]
+    torch.manual_seed(7)
+    torch.testing.assert_close(dataset[1]["source"], first)
+
+
+def test_workers_open_their_own_readers(tiny_store):
+    dm = FramePairDataModule(str(tiny_store), batch_size=2, num_workers=2, samples_per_clip=2)
+    dm.setup("fit")
+    dm.datasets["train"][0]  # opens a decoder in the main process: workers must not reuse it
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 3 and all(b["source"].shape == (2, 3, 32, 32) for b in batches)
+
+
+def test_pose_blink_windows_pad_and_mask(tiny_store):
+    dm = PoseBlinkDataModule(str(tiny_store), window=40, batch_size=3, samples_per_clip=1)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["audio"].shape == (3, 40, 8) and batch["pose"].shape == (3, 40, 6)
+    assert batch["blink"].shape == (3, 40, 2) and batch["mask"].dtype == torch.bool
+    lengths = sorted(batch["mask"].sum(1).tolist())
+    assert lengths == [12, 30, 40]  # clip c (12 frames) padded, a (30) padded, b (45) cropped
+    for name in ("audio", "pose", "blink"):
+        assert (batch[name][~batch["mask"]] == 0).all()
+
+    # evaluation tiles every clip once: the masks cover exactly the split's frames
+    dm = PoseBlinkDataModule(str(tiny_store), window=10, batch_size=2)
+    dm.setup("validate")
+    covered = sum(int(b["mask"].sum()) for b in dm.val_dataloader())
+    assert covered == sum(c.num_frames for c in ClipStore(tiny_store).split("val"))
+
+
+def test_stage3_mode_first(tiny_store):
+    dm = VideoClipDataModule(str(tiny_store), mode="first", num_frames=20, batch_size=2)
+    dm.setup("fit")
+    assert {c.clip_id for c in dm.datasets["train"].clips} == {"a", "b"}  # c is too short
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].shape == (2, 3, 20, 32, 32) and batch["reference"].shape == (2, 3, 32, 32)
+    assert batch["audio"].shape == (2, 20, 8) and batch["mouth_box"].shape == (2, 20, 4)
+    torch.testing.assert_close(batch["reference"], batch["video"][:, :, 0])
+    torch.testing.assert_close(batch["ref_pose"], batch["pose"][:, 0])
+    torch.testing.assert_close(batch["ref_face_box"], batch["face_box"][:, 0])
+
+
+def test_stage3_mode_random_lengths_and_references(tiny_store):
+    dm = VideoClipDataModule(
+        str(tiny_store), mode="random", num_frames=24, min_frames=10, batch_size=1, samples_per_clip=10
+    )
+    dm.setup("fit")
+    torch.manual_seed(0)
+    lengths, outside = set(), 0
+    store = ClipStore(tiny_store)
+    readers = {c.num_frames: store.reader(c) for c in store.split("train")}
+    for batch in dm.train_dataloader():
+        length = batch["video"].shape[2]
+        assert 10 <= length <= 24
+        assert all(batch[k].shape[1] == length for k in ("audio", "pose", "blink", "face_box", "mouth_box"))
+        lengths.add(length)
+        ref = int(batch["ref_index"])
+        # the reference is the video's frame ref_index, taken anywhere in the whole video
+        reader = next(
+            r
+            for n, r in readers.items()
+            if ref < n and torch.equal(frames_to_tensor(r.frames([ref]))[0], batch["reference"][0])
+        )
+        np.testing.assert_array_equal(batch["ref_pose"][0].numpy(), reader.signals["pose"][ref])
+        outside += ref >= 24
+    assert len(lengths) > 3 and outside > 0
+    # validation keeps the full length
+    assert next(iter(dm.val_dataloader()))["video"].shape[2] == 24
+
+
+def test_clear_errors_on_empty_or_invalid_store(tiny_store, tmp_path):
+    with pytest.raises(StoreError, match="clip store not found"):
+        FramePairDataModule(str(tmp_path / "missing")).setup("fit")
+    with pytest.raises(StoreError, match="split 'train' has no clips of at least 100 frames"):
+        VideoClipDataset(str(tiny_store), "train", train=True, num_frames=100)
+    (tiny_store / "clips/a/signals.npz").unlink()
+    with pytest.raises(StoreError, match=r"(?s)invalid clip store \(1 problems.*a: .*signals.npz: missing"):
+        FramePairDataModule(str(tiny_store)).setup("fit")
