@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint data-synthetic validate-store tensorboard clean
+.PHONY: help setup test lint data-synthetic validate-store train-stage1 tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ data-synthetic: setup ## generate the synthetic talking-head clip store (data/sy
 
 validate-store: setup ## validate a clip store: make validate-store STORE=data/synthetic64
 	$(BIN)/dawn-store validate $(STORE)
+
+train-stage1: setup ## train the motion autoencoder (stage 1): make train-stage1 ARGS="model=motion_128 trainer=gpu"
+	$(BIN)/dawn-train experiment=stage1 $(ARGS)
 
 tensorboard: setup ## serve TensorBoard over experiments/
 	$(BIN)/tensorboard --logdir experiments

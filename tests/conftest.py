@@ -53,3 +53,20 @@ def tiny_store(tmp_path):
         writer.write(simple_clip(clip_id, frames, split, seed=k, identity="p1" if clip_id in "ab" else None))
     writer.finalize()
     return tmp_path / "store"
+
+
+GENERATOR = {
+    "seed": 3,
+    "identities": {"train": 2, "val": 1, "test": 1},
+    "clips_per_identity": 2,
+    "seconds": [1.6, 2.4],
+}
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """A small synthetic store at 64 px: 4 identities (2 train), 2 clips each, 40-60 frames per clip."""
+    from dawn_lightning.data.synthetic_store import build_synthetic_store
+
+    root = tmp_path_factory.mktemp("synthetic") / "store"
+    return build_synthetic_store(root, 64, GENERATOR, LogMelFeatures(), workers=2)

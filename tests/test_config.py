@@ -67,7 +67,21 @@ def test_stage3b_inherits_stage3a():
     assert (cfg.mode, cfg.min_frames, cfg.num_frames, cfg.batch_size) == ("random", 30, 40, 4)
 
 
-@pytest.mark.parametrize("experiment", [None, *options("experiment")])
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiments_compose_for_training(experiment):
+    cfg = compose("train", [f"experiment={experiment}"])
+    OmegaConf.resolve(cfg)
+    if experiment.startswith("stage1"):
+        assert cfg.model._target_.endswith("MotionAutoencoderModule") and cfg.task_name == experiment
+        assert cfg.datamodule._target_.endswith("FramePairDataModule")
+
+
+def test_command_line_model_overrides_the_experiment():
+    cfg = compose("train", ["experiment=stage1", "model=motion_256", "trainer=ddp", "trainer.devices=8"])
+    assert cfg.model.net.flow.num_blocks == 5 and cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 8
+
+
+@pytest.mark.parametrize("experiment", [None, "synthetic128"])
 def test_synthetic_config_composes(experiment):
     cfg = compose("synthetic", [f"experiment={experiment}"] if experiment else [])
     OmegaConf.resolve(cfg)

@@ -1,26 +1,13 @@
 """The synthetic data set end to end: generator -> clip store -> validator -> data modules."""
 
 import numpy as np
-import pytest
 
 from dawn_lightning.data.audio_features import LogMelFeatures
 from dawn_lightning.data.datamodules import PoseBlinkDataModule, VideoClipDataModule
 from dawn_lightning.data.store import ClipStore
 from dawn_lightning.data.synthetic_store import build_synthetic_store, plan_clips, write_store_contact_sheet
 from dawn_lightning.data.validate import validate_store
-
-GENERATOR = {
-    "seed": 3,
-    "identities": {"train": 2, "val": 1, "test": 1},
-    "clips_per_identity": 2,
-    "seconds": [1.6, 2.4],
-}
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic") / "store"
-    return build_synthetic_store(root, 64, GENERATOR, LogMelFeatures(), workers=2)
+from tests.conftest import GENERATOR
 
 
 def test_plan_is_deterministic_and_splits_by_identity():

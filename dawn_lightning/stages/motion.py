@@ -1,0 +1,149 @@
+"""Stage 1: training the motion autoencoder (DAWN's latent flow generator); loading it for later stages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torchmetrics import MeanAbsoluteError, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from dawn_lightning.metrics.lpips import LPIPS
+from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss
+from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
+from dawn_lightning.models.motion.equivariance import RandomTPS, equivariance_losses
+from dawn_lightning.stages.visuals import motion_grid
+
+log = logging.getLogger(__name__)
+CHECKPOINT_KEY = "motion_autoencoder_config"
+# Frozen helpers (VGG, LPIPS) are rebuilt from config, never saved in checkpoints.
+AUXILIARY_PREFIXES = ("perceptual.", "val_metrics.")
+
+
+class MotionAutoencoderModule(L.LightningModule):
+    """Trains `MotionAutoencoder` to reconstruct a driving frame from a source frame of the same video.
+
+    Loss (MRAA): multi-scale perceptual pyramid (VGG19 features, or multi-scale L1 + SSIM without weights)
+    + equivariance of region shifts and affines under a random affine + thin-plate-spline warp.
+    Validation: L1, PSNR, SSIM and LPIPS of the reconstruction on held-out identities, and an image grid.
+    """
+
+    def __init__(
+        self,
+        net: MotionAutoencoder,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        perceptual_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125),
+        perceptual_weight: float = 10.0,
+        vgg_weights: str | None = None,
+        equivariance_shift: float = 10.0,
+        equivariance_affine: float = 10.0,
+        sigma_affine: float = 0.05,
+        sigma_tps: float = 0.005,
+        points_tps: int = 5,
+        lpips_weights: str | None = None,
+        num_logged_samples: int = 6,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.perceptual = PyramidPerceptualLoss(tuple(perceptual_scales), perceptual_weight, vgg_weights)
+        lpips = LPIPS(lpips_weights)
+        self.val_metrics = MetricCollection(
+            {
+                "l1": MeanAbsoluteError(),
+                "psnr": PeakSignalNoiseRatio(data_range=1.0),
+                "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+                lpips.name: lpips,
+            },
+            prefix="val/",
+        )
+        self._logged_batch: dict | None = None
+
+    def losses(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict]:
+        source, driving = batch["source"], batch["driving"]
+        out = self.net(source, driving)
+        losses = dict(self.perceptual(out["prediction"], driving))
+        h = self.hparams
+        if h.equivariance_shift or h.equivariance_affine:
+            transform = RandomTPS(
+                len(driving), h.sigma_affine, h.sigma_tps, h.points_tps, device=driving.device
+            )
+            transformed = self.net.regions(transform.transform_frame(driving))
+            equivariance = equivariance_losses(transformed, out["driving_regions"], transform)
+            losses["equivariance_shift"] = h.equivariance_shift * equivariance["equivariance_shift"]
+            losses["equivariance_affine"] = h.equivariance_affine * equivariance["equivariance_affine"]
+        losses["loss"] = sum(losses.values())
+        return losses, out
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        losses, _ = self.losses(batch)
+        parts = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
+        self.log_dict(parts, batch_size=len(batch["source"]))
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=len(batch["source"]))
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        losses, out = self.losses(batch)
+        prediction = out["prediction"].clamp(0, 1)
+        self.val_metrics.update(prediction, batch["driving"])
+        self.log("val/loss", losses["loss"], batch_size=len(batch["source"]), sync_dist=True)
+        if batch_index == 0:
+            keep = slice(0, self.hparams.num_logged_samples)
+            self._logged_batch = {
+                "source": batch["source"][keep],
+                "driving": batch["driving"][keep],
+                **{k: out[k][keep] for k in ("prediction", "warped", "occlusion")},
+                "heatmap": out["driving_regions"]["heatmap"][keep],
+            }
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
+        self.val_metrics.reset()
+        experiment = getattr(self.logger, "experiment", None)
+        if self._logged_batch is not None and hasattr(experiment, "add_image"):
+            experiment.add_image(
+                "val/source|driving|prediction|warped|occlusion|regions",
+                motion_grid(**self._logged_batch),
+                self.global_step,
+            )
+        self._logged_batch = None
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer, T_max=max(1, int(self.trainer.estimated_stepping_batches))
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.net.config
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(AUXILIARY_PREFIXES)
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        own = self.state_dict()
+        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(AUXILIARY_PREFIXES)})
+
+
+def load_motion_autoencoder(path: str | Path, map_location: str | torch.device = "cpu") -> MotionAutoencoder:
+    """The trained network of a stage-1 checkpoint, in eval mode, loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no stage-1 checkpoint there (train one with `make train-stage1`)")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if CHECKPOINT_KEY not in checkpoint:
+        raise ValueError(
+            f"{path}: not a stage-1 (motion autoencoder) checkpoint: no {CHECKPOINT_KEY!r} entry"
+        )
+    net = MotionAutoencoder(**checkpoint[CHECKPOINT_KEY])
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state, strict=True)
+    return net.eval()

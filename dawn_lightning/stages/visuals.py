@@ -1,0 +1,56 @@
+"""Image grids of what a stage computes, for TensorBoard and for looking at results."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torchvision.utils import make_grid
+
+# distinct colours for up to 16 regions (RGB in [0, 1])
+PALETTE = torch.tensor(
+    [
+        [0.90, 0.10, 0.10],
+        [0.10, 0.60, 0.90],
+        [0.10, 0.80, 0.20],
+        [0.95, 0.75, 0.10],
+        [0.60, 0.20, 0.80],
+        [0.95, 0.45, 0.10],
+        [0.10, 0.85, 0.80],
+        [0.90, 0.30, 0.60],
+        [0.55, 0.55, 0.10],
+        [0.40, 0.40, 0.95],
+        [0.60, 0.30, 0.10],
+        [0.20, 0.45, 0.30],
+        [0.85, 0.85, 0.85],
+        [0.35, 0.10, 0.35],
+        [0.10, 0.30, 0.55],
+        [0.70, 0.95, 0.50],
+    ]
+)
+
+
+def region_map(heatmap: torch.Tensor, size: int) -> torch.Tensor:
+    """Heatmaps (B, K, h, w) -> colour image (B, 3, size, size): each region in its colour, by its weight."""
+    weights = heatmap / heatmap.amax(dim=(2, 3), keepdim=True).clamp_min(1e-8)
+    colours = PALETTE[: heatmap.shape[1]].to(heatmap)
+    image = torch.einsum("bkhw,kc->bchw", weights, colours).clamp(0, 1)
+    return F.interpolate(image, size=(size, size), mode="nearest")
+
+
+def motion_grid(source, driving, prediction, warped, occlusion, heatmap) -> torch.Tensor:
+    """One row per sample: source | driving | prediction | warped source | occlusion | regions. (3, H, W)."""
+    size = source.shape[-1]
+    occlusion = F.interpolate(occlusion, size=(size, size), mode="bilinear", align_corners=False).expand(
+        -1, 3, -1, -1
+    )
+    columns = [
+        source,
+        driving,
+        prediction.clamp(0, 1),
+        warped.clamp(0, 1),
+        occlusion,
+        region_map(heatmap, size),
+    ]
+    tiles = rearrange(torch.stack(columns, dim=1), "b n c h w -> (b n) c h w")
+    return make_grid(tiles.detach().float().cpu(), nrow=len(columns), padding=2, pad_value=1.0)
