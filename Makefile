@@ -5,9 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# The default store; a stage target makes it first unless ARGS names another one (data.store_dir=...).
+SYNTHETIC := data/synthetic64/index.json
+DEFAULT_DATA = $(if $(findstring store_dir,$(ARGS)),,$(SYNTHETIC))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint data-synthetic validate-store train-stage1 tensorboard clean
+.PHONY: help setup test lint data-synthetic validate-store train-stage1 bench tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,8 +37,14 @@ data-synthetic: setup ## generate the synthetic talking-head clip store (data/sy
 validate-store: setup ## validate a clip store: make validate-store STORE=data/synthetic64
 	$(BIN)/dawn-store validate $(STORE)
 
-train-stage1: setup ## train the motion autoencoder (stage 1): make train-stage1 ARGS="model=motion_128 trainer=gpu"
+$(SYNTHETIC): | setup
+	$(BIN)/dawn-synthetic
+
+train-stage1: setup $(DEFAULT_DATA) ## train the motion autoencoder (stage 1): make train-stage1 ARGS="model=motion_128 trainer=gpu"
 	$(BIN)/dawn-train experiment=stage1 $(ARGS)
+
+bench: setup ## measure speed and quality (make bench CKPT=experiments/stage1/runs/<run>/checkpoints/last.ckpt)
+	$(BIN)/dawn-bench stage1 $(if $(CKPT),--checkpoint $(CKPT))
 
 tensorboard: setup ## serve TensorBoard over experiments/
 	$(BIN)/tensorboard --logdir experiments

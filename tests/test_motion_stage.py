@@ -152,3 +152,20 @@ def test_load_errors(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="not a stage-1"):
         load_motion_autoencoder(tmp_path / "other.ckpt")
+
+
+def test_benchmark_functions_run(synthetic, tmp_path):
+    from dawn_lightning.benchmarks import motion
+
+    decode = motion.decode_throughput("motion_64", 64, frames=4, batch_sizes=(2,))
+    assert decode["loop_reencode_ms"] > 0 and decode["batch2_ms"] > 0
+    net = tiny_net()
+    torch.save(
+        {
+            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+            "motion_autoencoder_config": net.config,
+        },
+        tmp_path / "tiny.ckpt",
+    )
+    quality = motion.reconstruction_quality(tmp_path / "tiny.ckpt", str(synthetic.root), pairs_per_clip=2)
+    assert quality["pairs"] == 4 and 5 < quality["psnr_copy"] < 60 and 0 < quality["psnr_model"] < 60
