@@ -1,0 +1,43 @@
+"""Gaussian diffusion maths: noise schedules, parametrizations, training terms, samplers and guidance.
+
+Pure PyTorch (no Lightning, no Hydra): stage modules compose these parts.
+"""
+
+from dawn_lightning.diffusion.dpm_solver import DPMSolverSampler
+from dawn_lightning.diffusion.guidance import ConditionalDenoiser, guided_denoiser
+from dawn_lightning.diffusion.parametrization import PREDICTIONS, Prediction, predict, target
+from dawn_lightning.diffusion.samplers import (
+    DDIMSampler,
+    DDPMSampler,
+    Sampler,
+    Spacing,
+    StepOutput,
+    posterior_coefficients,
+    sampling_timesteps,
+)
+from dawn_lightning.diffusion.schedules import NoiseSchedule, cosine_betas, linear_betas
+from dawn_lightning.diffusion.thresholding import dynamic_threshold, process_x0
+from dawn_lightning.diffusion.training import training_terms
+
+__all__ = [
+    "PREDICTIONS",
+    "ConditionalDenoiser",
+    "DDIMSampler",
+    "DDPMSampler",
+    "DPMSolverSampler",
+    "NoiseSchedule",
+    "Prediction",
+    "Sampler",
+    "Spacing",
+    "StepOutput",
+    "cosine_betas",
+    "dynamic_threshold",
+    "guided_denoiser",
+    "linear_betas",
+    "posterior_coefficients",
+    "predict",
+    "process_x0",
+    "sampling_timesteps",
+    "target",
+    "training_terms",
+]
