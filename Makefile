@@ -10,7 +10,7 @@ SYNTHETIC := data/synthetic64/index.json
 DEFAULT_DATA = $(if $(findstring store_dir,$(ARGS)),,$(SYNTHETIC))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint data-synthetic validate-store train-stage1 bench tensorboard clean
+.PHONY: help setup test lint data-synthetic validate-store train-stage1 train-stage2 bench tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ $(SYNTHETIC): | setup
 
 train-stage1: setup $(DEFAULT_DATA) ## train the motion autoencoder (stage 1): make train-stage1 ARGS="model=motion_128 trainer=gpu"
 	$(BIN)/dawn-train experiment=stage1 $(ARGS)
+
+train-stage2: setup $(DEFAULT_DATA) ## train the pose/blink generator (stage 2): make train-stage2 ARGS="model=pose_diffusion"
+	$(BIN)/dawn-train experiment=stage2 $(ARGS)
 
 bench: setup ## measure speed and quality (make bench CKPT=experiments/stage1/runs/<run>/checkpoints/last.ckpt)
 	$(BIN)/dawn-bench stage1 $(if $(CKPT),--checkpoint $(CKPT))

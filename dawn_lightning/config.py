@@ -7,6 +7,25 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+STATE_DIMS = {"pose": 6, "blink": 2, "both": 8}
+
+
+def _state_dim(signals: str) -> int:
+    if signals not in STATE_DIMS:
+        raise ValueError(f"model.signals must be one of {sorted(STATE_DIMS)}, got {signals!r}")
+    return STATE_DIMS[signals]
+
+
+def _store_audio_dim(store_dir: str) -> int:
+    from dawn_lightning.data.store import ClipStore
+
+    return ClipStore(store_dir).audio_dim
+
+
+# ${pose_blink_state_dim:${model.signals}} and ${store_audio_dim:${data.store_dir}}: sizes that follow from
+# other settings or from the data, so a config never states them twice.
+OmegaConf.register_new_resolver("pose_blink_state_dim", _state_dim, replace=True)
+OmegaConf.register_new_resolver("store_audio_dim", _store_audio_dim, replace=True)
 
 
 def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:

@@ -68,12 +68,14 @@ def test_stage3b_inherits_stage3a():
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_experiments_compose_for_training(experiment):
-    cfg = compose("train", [f"experiment={experiment}"])
+def test_experiments_compose_for_training(experiment, tiny_store):
+    cfg = compose("train", [f"experiment={experiment}", f"data.store_dir={tiny_store}"])
     OmegaConf.resolve(cfg)
     if experiment.startswith("stage1"):
         assert cfg.model._target_.endswith("MotionAutoencoderModule") and cfg.task_name == experiment
         assert cfg.datamodule._target_.endswith("FramePairDataModule")
+    if experiment.startswith("stage2"):
+        assert cfg.model.net.audio_dim == 8 and cfg.model.net.state_dim == 8  # from the store and the signals
 
 
 def test_command_line_model_overrides_the_experiment():

@@ -1,0 +1,257 @@
+"""Stage 2: training the pose/blink generator (PBNet CVAE, or the diffusion variant) on audio windows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dawn_lightning.metrics.motion_stats import (
+    beat_align_score,
+    blink_rate,
+    motion_beats,
+    onset_frames_from_logmel,
+)
+
+log = logging.getLogger(__name__)
+SIGNALS = {"pose": ("pose",), "blink": ("blink",), "both": ("pose", "blink")}
+CHECKPOINT_KEY = "pose_blink_generator"
+
+
+class PoseBlinkModule(L.LightningModule):
+    """Learns p(pose, blink | audio, initial state) on windows of the clip store.
+
+    States are normalised with per-channel statistics of the training store (computed at setup, saved in the
+    checkpoint as buffers). The generator ``net`` returns unweighted loss terms from
+    ``losses(x, audio, mask)`` (PBNet: reconstruction + KL; diffusion: denoising) and its predicted deltas;
+    this module weights them (KL warm-up: 0 for ``kl_delay`` batches, then linear to ``kl_weight`` over
+    ``kl_warmup`` batches) and, with a ``discriminator``, alternates a generator step and a discriminator
+    step on detached fakes.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        signals: str = "both",
+        kl_weight: float = 0.01,
+        kl_delay: int = 0,
+        kl_warmup: int = 1000,
+        discriminator: nn.Module | None = None,
+        gan_weight: float = 0.6,
+        gradient_clip: float = 2.0,
+        num_plotted: int = 2,
+    ):
+        super().__init__()
+        if signals not in SIGNALS:
+            raise ValueError(f"signals must be one of {sorted(SIGNALS)}, got {signals!r}")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "discriminator"], logger=False)
+        self.automatic_optimization = False
+        self.net, self.discriminator = net, discriminator
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        width = net.config["state_dim"]
+        self.register_buffer("state_mean", torch.zeros(width))
+        self.register_buffer("state_std", torch.ones(width))
+        self._validation: list[dict] = []
+
+    # -- data -------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and datamodule is not None and not self._has_stats():
+            self.fit_statistics(datamodule.store.split("train"), datamodule.store)
+
+    def _has_stats(self) -> bool:
+        return bool((self.state_mean != 0).any() or (self.state_std != 1).any())
+
+    def fit_statistics(self, clips, store) -> None:
+        """Per-channel mean and std of the states over every frame of ``clips``."""
+        tracks = [
+            torch.cat(
+                [torch.from_numpy(store.reader(c).signals[k]) for k in SIGNALS[self.hparams.signals]], dim=-1
+            )
+            for c in clips
+        ]
+        frames = torch.cat(tracks)
+        self.state_mean.copy_(frames.mean(0))
+        self.state_std.copy_(frames.std(0).clamp_min(1e-4))
+
+    def states(self, batch: dict) -> torch.Tensor:
+        """The normalised state sequence (B, N, K) of a batch."""
+        raw = torch.cat([batch[k] for k in SIGNALS[self.hparams.signals]], dim=-1)
+        return (raw - self.state_mean) / self.state_std
+
+    def denormalise(self, states: torch.Tensor) -> torch.Tensor:
+        return states * self.state_std + self.state_mean
+
+    # -- training ---------------------------------------------------------------------------------------
+    @property
+    def batches_seen(self) -> int:
+        """Training batches so far (``global_step`` counts each optimiser's steps: two a batch with a GAN)."""
+        return self.global_step // (2 if self.discriminator is not None else 1)
+
+    def kl_scale(self) -> float:
+        h = self.hparams
+        progress = (self.batches_seen - h.kl_delay) / max(1, h.kl_warmup)
+        return h.kl_weight * min(1.0, max(0.0, progress))
+
+    def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+        x, mask = self.states(batch), batch["mask"]
+        terms = self.net.losses(x, batch["audio"], mask)
+        delta = terms.pop("delta")
+        weights = {"kl": self.kl_scale()}
+        loss = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+        fake = (x[:, :1] + delta) * mask[..., None]
+        return loss, terms, fake, x * mask[..., None]
+
+    def training_step(self, batch: dict, batch_index: int) -> None:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        size = len(batch["mask"])
+        loss, terms, fake, real = self.generator_loss(batch)
+        if self.discriminator is not None:
+            logits = self.discriminator(fake)
+            adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+            terms["adversarial"] = adversarial
+            loss = loss + self.hparams.gan_weight * adversarial
+        self._step(optimizers[0], loss, self.net)
+        if self.discriminator is not None:
+            real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
+            loss_d = F.binary_cross_entropy_with_logits(
+                real_logits, torch.ones_like(real_logits)
+            ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+            self._step(optimizers[1], loss_d, self.discriminator)
+            terms["discriminator"] = loss_d
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=size)
+        self.log("train/kl_scale", self.kl_scale(), batch_size=size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+
+    def _step(self, optimizer, loss: torch.Tensor, module: nn.Module) -> None:
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(
+            optimizer, gradient_clip_val=self.hparams.gradient_clip, gradient_clip_algorithm="norm"
+        )
+        optimizer.step()
+
+    def configure_optimizers(self):
+        optimizers = [self.optimizer_factory(params=self.net.parameters())]
+        if self.discriminator is not None:
+            optimizers.append(self.optimizer_factory(params=self.discriminator.parameters()))
+        if self.scheduler_factory is None:
+            return optimizers
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        return optimizers, [self.scheduler_factory(o, T_max=steps) for o in optimizers]
+
+    # -- validation: generate from audio and the first frame, compare with the ground truth -------------
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        x, mask = self.states(batch), batch["mask"]
+        loss, _, _, _ = self.generator_loss(batch)
+        self.log("val/loss", loss, batch_size=len(mask), sync_dist=True)
+        generated = self.net.generate(batch["audio"], x[:, 0], seed=batch_index, mask=mask)
+        self._validation.append(
+            {
+                "generated": self.denormalise(generated).cpu(),
+                "truth": self.denormalise(x).cpu(),
+                "mask": mask.cpu(),
+                "audio": batch["audio"].cpu(),
+            }
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._validation:
+            return
+        metrics = compare_tracks(self._validation, self.hparams.signals)
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=True)
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_figure"):
+            from dawn_lightning.stages.plots import track_figure
+
+            first = self._validation[0]
+            for i in range(min(self.hparams.num_plotted, len(first["mask"]))):
+                length = int(first["mask"][i].sum())
+                experiment.add_figure(
+                    f"val/tracks_{i}",
+                    track_figure(
+                        first["generated"][i, :length], first["truth"][i, :length], self.channel_names()
+                    ),
+                    self.global_step,
+                )
+        self._validation.clear()
+
+    def channel_names(self) -> list[str]:
+        names = {
+            "pose": ["yaw", "pitch", "roll", "scale", "tx", "ty"],
+            "blink": ["blink_left", "blink_right"],
+        }
+        return [n for k in SIGNALS[self.hparams.signals] for n in names[k]]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "class": type(self.net).__name__,
+            "config": self.net.config,
+            "signals": self.hparams.signals,
+        }
+
+
+def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
+    """Generated vs ground-truth tracks, in the store's units: L1/MSE per signal, pose diversity (std over
+    time, generated / truth), the correlation of generated and true pitch (nods), blink rates per second
+    and the beat-align score of the generated pose (high for jittery near-static tracks too: read it with
+    the diversity)."""
+    channels = (
+        {"pose": slice(0, 6), "blink": slice(0, 2)}
+        if signals != "both"
+        else {"pose": slice(0, 6), "blink": slice(6, 8)}
+    )
+    sums: dict[str, list[float]] = {}
+    for record in records:
+        for i in range(len(record["mask"])):
+            length = int(record["mask"][i].sum())
+            for name in SIGNALS[signals]:
+                gen = record["generated"][i, :length, channels[name]]
+                truth = record["truth"][i, :length, channels[name]]
+                sums.setdefault(f"{name}_l1", []).append(float((gen - truth).abs().mean()))
+                sums.setdefault(f"{name}_mse", []).append(float(((gen - truth) ** 2).mean()))
+                if name == "pose":
+                    sums.setdefault("pose_std_generated", []).append(float(gen[:, :3].std(0).mean()))
+                    sums.setdefault("pose_std_truth", []).append(float(truth[:, :3].std(0).mean()))
+                    onsets = onset_frames_from_logmel(record["audio"][i, :length])
+                    sums.setdefault("beat_align", []).append(
+                        beat_align_score(onsets, motion_beats(gen[:, :3]))
+                    )
+                    sums.setdefault("beat_align_truth", []).append(
+                        beat_align_score(onsets, motion_beats(truth[:, :3]))
+                    )
+                    if length > 2 and gen[:, 1].std() > 0 and truth[:, 1].std() > 0:
+                        pair = torch.stack([gen[:, 1], truth[:, 1]])
+                        sums.setdefault("pitch_corr", []).append(float(torch.corrcoef(pair)[0, 1]))
+                else:
+                    sums.setdefault("blink_rate_generated", []).append(blink_rate(gen))
+                    sums.setdefault("blink_rate_truth", []).append(blink_rate(truth))
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+def load_pose_blink_generator(path: str | Path, map_location="cpu") -> tuple[nn.Module, dict]:
+    """The generator of a stage-2 checkpoint (eval mode) and its normalisation: {"mean", "std", "signals"}."""
+    from dawn_lightning.models.pose_blink import GENERATORS
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no stage-2 checkpoint there (train one with `make train-stage2`)")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if CHECKPOINT_KEY not in checkpoint:
+        raise ValueError(f"{path}: not a stage-2 (pose/blink) checkpoint: no {CHECKPOINT_KEY!r} entry")
+    entry = checkpoint[CHECKPOINT_KEY]
+    net = GENERATORS[entry["class"]](**entry["config"])
+    state = checkpoint["state_dict"]
+    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    return net.eval(), {"mean": state["state_mean"], "std": state["state_std"], "signals": entry["signals"]}

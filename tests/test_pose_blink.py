@@ -1,0 +1,241 @@
+"""Stage 2: PBNet, its training module (KL warm-up, alternating GAN), `make train-stage2` and checkpoints."""
+
+import functools
+
+import pytest
+import torch
+
+from dawn_lightning.cli.train import train
+from dawn_lightning.config import compose
+from dawn_lightning.models.pose_blink.discriminator import SequenceDiscriminator
+from dawn_lightning.models.pose_blink.pbnet import PBNet, band_bias
+from dawn_lightning.stages.pose_blink import PoseBlinkModule, load_pose_blink_generator
+
+SMALL = {"pose_latent_dim": 16, "audio_latent_dim": 32, "ff_size": 32, "num_buckets": 16, "max_distance": 32}
+
+
+def small_pbnet(**kwargs) -> PBNet:
+    return PBNet(state_dim=8, audio_dim=12, **(SMALL | kwargs))
+
+
+def test_shapes_and_generation_from_initial_state():
+    net = small_pbnet().eval()
+    x, audio, mask = torch.randn(3, 50, 8), torch.randn(3, 50, 12), torch.ones(3, 50, dtype=torch.bool)
+    out = net(x, audio, mask)
+    assert out["delta"].shape == (3, 50, 8) and out["mu"].shape == out["logvar"].shape == (3, 50, 32)
+    states = net.generate(audio, x[:, 0], seed=1)
+    assert states.shape == (3, 50, 8)
+    torch.testing.assert_close(states[:, 0], x[:, 0] + net.generate(audio, x[:, 0], seed=1)[:, 0] - x[:, 0])
+    torch.testing.assert_close(net.generate(audio, x[:, 0], seed=1), states)  # deterministic for a seed
+    assert not torch.equal(net.generate(audio, x[:, 0], seed=2), states)
+
+
+def test_padded_frames_do_not_change_the_loss():
+    torch.manual_seed(0)
+    net = small_pbnet().eval()
+    x, audio = torch.randn(2, 30, 8), torch.randn(2, 30, 12)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    mask[1, 18:] = False
+    noise = torch.randn(2, 30, 32)
+    torch.manual_seed(1)
+    before = net.losses(x, audio, mask)
+    x2, audio2 = x.clone(), audio.clone()
+    x2[1, 18:], audio2[1, 18:] = 100.0, -50.0
+    with torch.no_grad():
+        a = net(x, audio, mask, noise)["delta"]
+        b = net(x2, audio2, mask, noise)["delta"]
+    torch.testing.assert_close(a, b)
+    assert (b[1, 18:] == 0).all()
+    assert torch.isfinite(before["reconstruction"])
+
+
+def test_band_mask_equals_explicit_mask_and_limits_reach():
+    bias = band_bias(9, 2)
+    for i in range(9):
+        for j in range(9):
+            assert (bias[i, j] == 0) == (abs(i - j) <= 2)
+    assert band_bias(5, 10) is None  # a sequence inside the band needs no mask
+    net = small_pbnet(window=4).eval()
+    x0, audio, z = torch.randn(1, 8), torch.randn(1, 60, 12), torch.randn(1, 60, 32)
+    mask = torch.ones(1, 60, dtype=torch.bool)
+    changed = audio.clone()
+    changed[0, 0] += 5
+    with torch.no_grad():
+        a, b = net.decoder(x0, z, audio, mask), net.decoder(x0, z, changed, mask)
+    # 5 stacked attentions (init + 2 x (self, cross)) reach at most 5 x 4 frames away
+    assert not torch.allclose(a[0, :4], b[0, :4]) and torch.equal(a[0, 21:], b[0, 21:])
+
+
+def test_cvae_overfits_one_window(synthetic):
+    torch.manual_seed(0)
+    info = synthetic.split("train")[0]
+    signals = synthetic.reader(info).signals
+    x = torch.cat([torch.from_numpy(signals["pose"]), torch.from_numpy(signals["blink"])], -1)[None, :40]
+    x = (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp_min(1e-3)
+    audio = torch.from_numpy(signals["audio_features"])[None, :40]
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    net = PBNet(state_dim=8, audio_dim=80, dropout=0.0, **(SMALL | {"num_layers": 1}))
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    history = []
+    for _ in range(150):
+        terms = net.losses(x, audio, mask)
+        loss = terms["reconstruction"] + 1e-4 * terms["kl"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(terms["reconstruction"].item())
+    assert history[-1] < history[0] / 10
+
+
+def _module(**kwargs) -> PoseBlinkModule:
+    return PoseBlinkModule(small_pbnet(), functools.partial(torch.optim.AdamW, lr=1e-3), **kwargs)
+
+
+def test_kl_warmup_schedule(monkeypatch):
+    module = _module(kl_weight=0.01, kl_delay=10, kl_warmup=20)
+    batches = {0: 0.0, 10: 0.0, 20: 0.005, 30: 0.01, 500: 0.01}
+    for batch, expected in batches.items():
+        monkeypatch.setattr(PoseBlinkModule, "batches_seen", property(lambda self, b=batch: b))
+        assert module.kl_scale() == pytest.approx(expected)
+
+
+def test_gan_steps_update_generator_and_discriminator_separately(tiny_store, monkeypatch):
+    import lightning as L
+
+    from dawn_lightning.data.datamodules import PoseBlinkDataModule
+
+    module = PoseBlinkModule(
+        PBNet(state_dim=8, audio_dim=8, **SMALL),
+        functools.partial(torch.optim.AdamW, lr=1e-3),
+        discriminator=SequenceDiscriminator(8),
+    )
+    calls = []
+    original = module._step
+
+    def recording_step(optimizer, loss, target):
+        before = {n: p.detach().clone() for n, p in module.named_parameters()}
+        generator_grads = [p.grad.clone() if p.grad is not None else None for p in module.net.parameters()]
+        original(optimizer, loss, target)
+        changed = {n.split(".")[0] for n, p in module.named_parameters() if not torch.equal(before[n], p)}
+        same_generator_grads = all(
+            (g is None and p.grad is None) or (g is not None and torch.equal(g, p.grad))
+            for g, p in zip(generator_grads, module.net.parameters(), strict=True)
+        )
+        calls.append((target is module.net, changed, same_generator_grads))
+
+    monkeypatch.setattr(module, "_step", recording_step)
+    trainer = L.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=PoseBlinkDataModule(str(tiny_store), window=20, batch_size=3))
+    (g_is_net, g_changed, _), (d_is_net, d_changed, d_left_generator_grads) = calls
+    assert g_is_net and g_changed == {"net"}  # the generator step moves only the generator
+    assert not d_is_net and d_changed == {"discriminator"}  # the discriminator step moves only it...
+    assert d_left_generator_grads  # ...and its loss (on detached fakes) sends no gradient into the generator
+
+
+TINY_DIFFUSION = {"width": 32, "num_layers": 1, "ff_size": 64, "sampling_steps": 4}
+
+
+@pytest.mark.parametrize(
+    ("model", "signals"), [("pbnet_cpu", "both"), ("pbnet_cpu", "pose"), ("pose_diffusion", "both")]
+)
+def test_train_stage2_and_reload(synthetic, tmp_path, model, signals):
+    cfg = compose(
+        "train",
+        [
+            "experiment=stage2",
+            f"model={model}",
+            f"data.store_dir={synthetic.root}",
+            f"hydra.run.dir={tmp_path}",
+            f"model.signals={signals}",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "trainer.check_val_every_n_epoch=1",
+            "datamodule.window=40",
+            "datamodule.batch_size=4",
+            "logger=csv",
+            "callbacks=none",
+            "+callbacks.checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+            f"+callbacks.checkpoint.dirpath={tmp_path}",
+            "+callbacks.checkpoint.save_last=true",
+        ],
+    )
+    for key, value in (TINY_DIFFUSION if model == "pose_diffusion" else SMALL).items():
+        cfg.model.net[key] = value
+    metric, trainer = train(cfg)
+    gan = model == "pbnet_cpu"
+    assert trainer.global_step == (4 if gan else 2) and metric is not None  # 2 batches x (generator + critic)
+    module = trainer.lightning_module
+    assert module.state_std.shape == ((8,) if signals == "both" else (6,)) and (module.state_std != 1).all()
+    net, norm = load_pose_blink_generator(tmp_path / "last.ckpt")
+    torch.testing.assert_close(norm["mean"], module.state_mean)
+    audio, init = torch.randn(1, 60, 80), torch.randn(1, module.net.config["state_dim"])
+    torch.testing.assert_close(
+        net.generate(audio, init, seed=3), module.net.eval().generate(audio, init, seed=3)
+    )
+    with pytest.raises(ValueError, match="not a stage-2"):
+        torch.save({"state_dict": {}}, tmp_path / "x.ckpt")
+        load_pose_blink_generator(tmp_path / "x.ckpt")
+
+
+GOLDEN = (
+    __import__("pathlib").Path(__file__).resolve().parents[2]
+    / "shared/reference/golden/pbnet_small.safetensors"
+)
+
+
+@pytest.mark.skipif(not GOLDEN.exists(), reason="reference golden vectors not present")
+@torch.no_grad()
+def test_matches_reference_golden_vectors():
+    from safetensors.torch import load_file
+
+    from dawn_lightning.models.pose_blink.pbnet import from_reference_state_dict
+
+    t = load_file(GOLDEN)
+    net = PBNet(
+        state_dim=6,
+        audio_dim=24,
+        pose_latent_dim=16,
+        audio_latent_dim=32,
+        ff_size=32,
+        num_buckets=16,
+        max_distance=32,
+    ).eval()
+    state = from_reference_state_dict(
+        {k.removeprefix("state."): v for k, v in t.items() if k.startswith("state.")}
+    )
+    net.load_state_dict(state, strict=True)
+    x, y, mask = t["input.x"], t["input.y"], t["input.mask"]
+    mu, logvar = net.encoder(x, y, mask)
+    torch.testing.assert_close(mu, t["output.encoder.mu"].transpose(0, 1), atol=2e-5, rtol=0)
+    torch.testing.assert_close(logvar, t["output.encoder.logvar"].transpose(0, 1), atol=2e-5, rtol=0)
+    z = t["input.z"].transpose(0, 1)
+    out = net.decoder(x[:, 0], z, y, mask, mask_keys=False)  # the reference attends to padded frames
+    torch.testing.assert_close(out, t["output.decoder.output"], atol=2e-5, rtol=0)
+    z = t["output.reparam.z"].transpose(0, 1)
+    out = net.decoder(x[:, 0], z, y, mask, mask_keys=False)
+    torch.testing.assert_close(out, t["output.decoder_on_reparam.output"], atol=2e-5, rtol=0)
+
+
+def test_motion_statistics():
+    from dawn_lightning.metrics.motion_stats import beat_align_score, blink_rate, onset_frames_from_logmel
+
+    open_eyes = torch.ones(100, 2)
+    blinks = open_eyes.clone()
+    blinks[10:14], blinks[60:63] = 0.1, 0.05
+    assert blink_rate(open_eyes) == 0 and blink_rate(blinks) == pytest.approx(2 * 25 / 100)
+    closed_at_start = open_eyes.clone()
+    closed_at_start[:5] = 0.2  # a blink already under way when the window starts is not counted
+    assert blink_rate(closed_at_start) == 0
+    features = torch.zeros(100, 4)
+    features[[20, 50, 80]] = 5.0
+    assert onset_frames_from_logmel(features).tolist() == [20, 50, 80]
+    assert beat_align_score(torch.tensor([20, 50]), torch.tensor([20, 50])) == 1.0
+    assert beat_align_score(torch.tensor([20]), torch.tensor([40])) < 0.01
