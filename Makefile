@@ -46,8 +46,9 @@ train-stage1: setup $(DEFAULT_DATA) ## train the motion autoencoder (stage 1): m
 train-stage2: setup $(DEFAULT_DATA) ## train the pose/blink generator (stage 2): make train-stage2 ARGS="model=pose_diffusion"
 	$(BIN)/dawn-train experiment=stage2 $(ARGS)
 
-bench: setup ## measure speed and quality (make bench CKPT=experiments/stage1/runs/<run>/checkpoints/last.ckpt)
+bench: setup ## measure speed and quality: make bench [CKPT=<stage-1 ckpt>] [CKPT2=<stage-2 ckpt>]
 	$(BIN)/dawn-bench stage1 $(if $(CKPT),--checkpoint $(CKPT))
+	$(if $(CKPT2),$(BIN)/dawn-bench stage2 --checkpoint $(CKPT2))
 
 tensorboard: setup ## serve TensorBoard over experiments/
 	$(BIN)/tensorboard --logdir experiments
