@@ -8,7 +8,8 @@ import torch
 from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.models.pose_blink.discriminator import SequenceDiscriminator
-from dawn_lightning.models.pose_blink.pbnet import PBNet, band_bias
+from dawn_lightning.models.pose_blink.layers import band_bias
+from dawn_lightning.models.pose_blink.pbnet import PBNet
 from dawn_lightning.stages.pose_blink import PoseBlinkModule, load_pose_blink_generator
 
 SMALL = {"pose_latent_dim": 16, "audio_latent_dim": 32, "ff_size": 32, "num_buckets": 16, "max_distance": 32}

@@ -14,8 +14,7 @@ from torch import nn
 
 from dawn_lightning.diffusion import DDIMSampler, NoiseSchedule, training_terms
 from dawn_lightning.models.common.relative_position import RelativePositionBias
-from dawn_lightning.models.pose_blink.layers import FeedForward, SelfAttention
-from dawn_lightning.models.pose_blink.pbnet import band_bias
+from dawn_lightning.models.pose_blink.layers import FeedForward, SelfAttention, attention_bias, masked_mse
 
 
 class Block(nn.Module):
@@ -86,15 +85,7 @@ class PoseDiffusion(nn.Module):
         length = x_t.shape[1]
         tokens = self.input(x_t) + self.audio(audio) + self.initial(init_state)[:, None]
         tokens = tokens + self.time(timestep_embedding(t, tokens.shape[-1]))[:, None]
-        positions = torch.arange(length, device=x_t.device)
-        scores = self.bias(positions[None, :] - positions[:, None])[None]  # (1, h, N, N)
-        band = band_bias(length, self.window, x_t.device)
-        if band is not None:
-            scores = scores + band
-        scores = (
-            scores
-            + torch.zeros(mask.shape, device=x_t.device).masked_fill(~mask, float("-inf"))[:, None, None]
-        )
+        scores = attention_bias(self.bias, length, self.window, mask, x_t.device)
         for block in self.layers:
             tokens = block(tokens, scores)
         return self.output(self.norm(tokens))
@@ -107,9 +98,8 @@ class PoseDiffusion(nn.Module):
         terms = training_terms(
             lambda x_t, t: self.denoiser(x_t, t, audio, init, mask), self.schedule, delta, self.prediction
         )
-        valid = mask[..., None].float()
-        error = ((terms["output"] - terms["target"]) ** 2 * valid).sum() / (valid.sum() * x.shape[-1])
-        return {"diffusion": error, "delta": terms["x0_pred"] * valid}
+        error = masked_mse(terms["output"], terms["target"], mask)
+        return {"diffusion": error, "delta": terms["x0_pred"] * mask[..., None]}
 
     @torch.no_grad()
     def generate(

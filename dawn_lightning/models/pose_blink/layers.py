@@ -100,3 +100,34 @@ class DecoderLayer(nn.Module):
         x = self.layer_norm1(x + self.dropout(self.self_attn(x, bias_tgt)))
         x = self.layer_norm2(x + self.dropout(self.multihead_attn(x, memory, bias_mem)))
         return self.layer_norm3(x + self.dropout(self.ffn(x)))
+
+
+def band_bias(length: int, window: int | None, device=None) -> torch.Tensor | None:
+    """(N, N) additive mask: 0 where |i - j| <= window, -inf elsewhere; None when all of it is in the band."""
+    if window is None or length <= window + 1:
+        return None
+    offsets = torch.arange(length, device=device)
+    outside = (offsets[None, :] - offsets[:, None]).abs() > window
+    return torch.zeros(length, length, device=device).masked_fill(outside, float("-inf"))
+
+
+def attention_bias(
+    relative: nn.Module, length: int, window: int | None, mask: torch.Tensor | None, device=None
+) -> torch.Tensor:
+    """Additive attention scores (B or 1, h, N, N): the relative-position bias of each offset j - i, -inf
+    outside the band |i - j| <= window, and -inf on the keys of padded frames (``mask`` (B, N), True =
+    real)."""
+    positions = torch.arange(length, device=device)
+    bias = relative(positions[None, :] - positions[:, None])[None]
+    band = band_bias(length, window, device)
+    if band is not None:
+        bias = bias + band
+    if mask is not None:
+        bias = bias + torch.zeros(mask.shape, device=device).masked_fill(~mask, float("-inf"))[:, None, None]
+    return bias
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real frames of (B, N, K) sequences, ``mask`` (B, N)."""
+    valid = mask[..., None].to(prediction.dtype)
+    return ((prediction - target) ** 2 * valid).sum() / (valid.sum() * prediction.shape[-1])

@@ -16,16 +16,13 @@ from torch import nn
 
 from dawn_lightning.models.common.relative_position import RelativePositionBias
 from dawn_lightning.models.common.rotary import RotaryEmbedding
-from dawn_lightning.models.pose_blink.layers import DecoderLayer, GainLayerNorm, SelfAttention
-
-
-def band_bias(length: int, window: int | None, device=None) -> torch.Tensor | None:
-    """(N, N) additive mask: 0 where |i - j| <= window, -inf elsewhere; None when all of it is in the band."""
-    if window is None or length <= window + 1:
-        return None
-    offsets = torch.arange(length, device=device)
-    outside = (offsets[None, :] - offsets[:, None]).abs() > window
-    return torch.zeros(length, length, device=device).masked_fill(outside, float("-inf"))
+from dawn_lightning.models.pose_blink.layers import (
+    DecoderLayer,
+    GainLayerNorm,
+    SelfAttention,
+    attention_bias,
+    masked_mse,
+)
 
 
 class SinusoidalPositions(nn.Module):
@@ -135,18 +132,9 @@ class PBNetDecoder(nn.Module):
         length = z.shape[1]
         reference = repeat(self.firstposeEmbedding(x0), "b c -> b n c", n=length)
         memory = self.ztimelinear(torch.cat([reference, z, self.audioEmbedding(audio)], dim=-1))
-        positions = torch.arange(length, device=z.device)
-        offsets = positions[None, :] - positions[:, None]  # j - i
-        bias_tgt = self.time_rel_pos_bias_tgt(offsets)[None]  # (1, h, N, N)
-        bias_mem = self.time_rel_pos_bias_mem(offsets)[None]
-        band = band_bias(length, self.window, z.device)
-        if band is not None:
-            bias_tgt, bias_mem = bias_tgt + band, bias_mem + band
-        if mask_keys:
-            padding = torch.zeros(mask.shape, device=z.device).masked_fill(~mask, float("-inf"))[
-                :, None, None
-            ]
-            bias_tgt, bias_mem = bias_tgt + padding, bias_mem + padding
+        keys = mask if mask_keys else None
+        bias_tgt = attention_bias(self.time_rel_pos_bias_tgt, length, self.window, keys, z.device)
+        bias_mem = attention_bias(self.time_rel_pos_bias_mem, length, self.window, keys, z.device)
         queries = self.init_proj(torch.zeros_like(memory))
         queries = queries + self.init_attn(self.init_norm(queries), bias_tgt)
         for layer in self.layers:
@@ -223,9 +211,8 @@ class PBNet(nn.Module):
         """Unweighted terms on real frames only: MSE of the deltas from frame 0, and the KL divergence of
         q(z | x, audio) from N(0, I) per latent dimension; ``delta`` is the prediction (B, N, K)."""
         out = self(x, audio, mask)
-        target = x - x[:, :1]
+        reconstruction = masked_mse(out["delta"], x - x[:, :1], mask)
         valid = mask[..., None].float()
-        reconstruction = (((out["delta"] - target) ** 2) * valid).sum() / (valid.sum() * x.shape[-1])
         kl = -0.5 * ((1 + out["logvar"] - out["mu"] ** 2 - out["logvar"].exp()) * valid).sum()
         kl = kl / (valid.sum() * out["mu"].shape[-1])
         return {"reconstruction": reconstruction, "kl": kl, "delta": out["delta"]}
