@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dawn_lightning.data.audio_features import LogMelFeatures
 from dawn_lightning.data.store import SIGNAL_DIMS, ClipRecord, StoreWriter
@@ -70,3 +71,12 @@ def synthetic(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synthetic") / "store"
     return build_synthetic_store(root, 64, GENERATOR, LogMelFeatures(), workers=2)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny tensors: one thread avoids thread-pool waits that dominate on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

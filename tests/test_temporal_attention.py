@@ -19,13 +19,7 @@ HEADS, DIM_HEAD = 2, 8
 GOLDEN = Path(__file__).resolve().parents[2] / "shared/reference/golden/unet3d_small.safetensors"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one thread avoids thread-pool waits that dominate on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def dense_attention(q, k, v, window, bias=None):

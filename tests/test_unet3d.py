@@ -30,13 +30,7 @@ SMALL = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one thread avoids thread-pool waits that dominate on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(net: UNet3D, batch: int, frames: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
