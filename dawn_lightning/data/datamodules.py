@@ -7,6 +7,8 @@ samplers, so every rank sees distinct clips.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
@@ -38,8 +40,9 @@ class StoreDataModule(L.LightningDataModule):
         self.check_store = check_store
         self.datasets: dict[str, Dataset] = {}
 
-    @property
+    @cached_property
     def store(self) -> ClipStore:
+        """The store's index, read once."""
         return ClipStore(self.store_dir)
 
     def setup(self, stage: str | None = None) -> None:

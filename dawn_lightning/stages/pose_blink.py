@@ -64,7 +64,8 @@ class PoseBlinkModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and datamodule is not None and not self._has_stats():
-            self.fit_statistics(datamodule.store.split("train"), datamodule.store)
+            store = datamodule.store
+            self.fit_statistics(store.split("train"), store)
 
     def _has_stats(self) -> bool:
         return bool((self.state_mean != 0).any() or (self.state_std != 1).any())
