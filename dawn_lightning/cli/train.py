@@ -9,6 +9,8 @@ Returns the metric named by ``optimized_metric`` so Hydra sweepers (Optuna) can 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -32,9 +34,26 @@ def train(cfg: DictConfig) -> tuple[float | None, L.Trainer]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
-    if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.last_model_path:
-        log.info("last checkpoint: %s", trainer.checkpoint_callback.last_model_path)
+    last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback is not None else ""
+    if last and Path(last).is_file():
+        log.info("last checkpoint: %s", last)
+        if trainer.is_global_zero and not trainer.interrupted:
+            link_latest_run(Path(cfg.paths.output_dir))
     return (None if metric is None else float(metric)), trainer
+
+
+def link_latest_run(run_dir: Path) -> None:
+    """Points ``<task>/latest`` at a finished single run (``<task>/runs/<time>``), atomically, so later stages
+    and `make` name a stage's newest checkpoint as ``experiments/<task>/latest/checkpoints/last.ckpt``.
+    Sweep jobs are left alone: which of them is "latest" means nothing."""
+    if run_dir.parent.name != "runs":
+        return
+    link = run_dir.parent.parent / "latest"
+    temporary = link.with_name(f".latest.{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(Path("runs") / run_dir.name)
+    os.replace(temporary, link)
+    log.info("%s -> %s", link, run_dir)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")

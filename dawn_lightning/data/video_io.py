@@ -36,6 +36,7 @@ def write_mp4(
     if len(frames) == 0:
         raise ValueError(f"{path}: no frames to write")
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:

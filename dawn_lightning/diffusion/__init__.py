@@ -6,6 +6,7 @@ Pure PyTorch (no Lightning, no Hydra): stage modules compose these parts.
 from dawn_lightning.diffusion.dpm_solver import DPMSolverSampler
 from dawn_lightning.diffusion.guidance import ConditionalDenoiser, guided_denoiser
 from dawn_lightning.diffusion.parametrization import PREDICTIONS, Prediction, predict, target
+from dawn_lightning.diffusion.registry import SAMPLER_NAMES, make_sampler
 from dawn_lightning.diffusion.samplers import (
     DDIMSampler,
     DDPMSampler,
@@ -21,6 +22,7 @@ from dawn_lightning.diffusion.training import training_terms
 
 __all__ = [
     "PREDICTIONS",
+    "SAMPLER_NAMES",
     "ConditionalDenoiser",
     "DDIMSampler",
     "DDPMSampler",
@@ -34,6 +36,7 @@ __all__ = [
     "dynamic_threshold",
     "guided_denoiser",
     "linear_betas",
+    "make_sampler",
     "posterior_coefficients",
     "predict",
     "process_x0",

@@ -59,6 +59,7 @@ class PoseBlinkModule(L.LightningModule):
         self.register_buffer("state_mean", torch.zeros(width))
         self.register_buffer("state_std", torch.ones(width))
         self._validation: list[dict] = []
+        self.audio_features: dict | None = None  # the store's audio feature spec, recorded in checkpoints
 
     # -- data -------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -66,6 +67,8 @@ class PoseBlinkModule(L.LightningModule):
         if stage == "fit" and datamodule is not None and not self._has_stats():
             store = datamodule.store
             self.fit_statistics(store.split("train"), store)
+        if datamodule is not None and hasattr(datamodule, "store"):
+            self.audio_features = datamodule.store.audio_spec
 
     def _has_stats(self) -> bool:
         return bool((self.state_mean != 0).any() or (self.state_std != 1).any())
@@ -200,7 +203,11 @@ class PoseBlinkModule(L.LightningModule):
             "class": type(self.net).__name__,
             "config": self.net.config,
             "signals": self.hparams.signals,
+            "audio_features": self.audio_features,
         }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.audio_features = checkpoint.get(CHECKPOINT_KEY, {}).get("audio_features")
 
 
 def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
@@ -242,7 +249,8 @@ def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
 
 
 def load_pose_blink_generator(path: str | Path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """The generator of a stage-2 checkpoint (eval mode) and its normalisation: {"mean", "std", "signals"}."""
+    """The generator of a stage-2 checkpoint (eval mode) and its record: {"mean", "std", "signals",
+    "audio_features"} (the store's feature spec it was trained on)."""
     from dawn_lightning.models.pose_blink import GENERATORS
 
     path = Path(path)
@@ -255,4 +263,9 @@ def load_pose_blink_generator(path: str | Path, map_location="cpu") -> tuple[nn.
     net = GENERATORS[entry["class"]](**entry["config"])
     state = checkpoint["state_dict"]
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
-    return net.eval(), {"mean": state["state_mean"], "std": state["state_std"], "signals": entry["signals"]}
+    return net.eval(), {
+        "mean": state["state_mean"],
+        "std": state["state_std"],
+        "signals": entry["signals"],
+        "audio_features": entry.get("audio_features"),
+    }

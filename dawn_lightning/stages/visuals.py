@@ -54,3 +54,13 @@ def motion_grid(source, driving, prediction, warped, occlusion, heatmap) -> torc
     ]
     tiles = rearrange(torch.stack(columns, dim=1), "b n c h w -> (b n) c h w")
     return make_grid(tiles.detach().float().cpu(), nrow=len(columns), padding=2, pad_value=1.0)
+
+
+def clip_grid(rows: list[torch.Tensor], max_frames: int = 10) -> torch.Tensor:
+    """Clips side by side in time: ``rows`` of videos (B, 3, F, H, W) in [0, 1] -> (3, H', W') with, for each
+    clip, one row per entry of ``rows`` and up to ``max_frames`` evenly spaced frames as columns."""
+    frames = rows[0].shape[2]
+    picks = torch.linspace(0, frames - 1, min(max_frames, frames)).round().long()
+    stacked = torch.stack([r[:, :, picks] for r in rows], dim=1)  # (B, R, 3, N, H, W)
+    tiles = rearrange(stacked, "b r c n h w -> (b r n) c h w")
+    return make_grid(tiles.detach().float().clamp(0, 1).cpu(), nrow=len(picks), padding=2, pad_value=1.0)

@@ -1,0 +1,190 @@
+"""Stage 3's generator: everything that turns a reference frame's encoding and per-frame conditions into a
+motion sequence, without the frozen stage-1 model (training wraps it with that; inference too).
+
+Motion x0 (B, 3, F, h, w) = cat(grid x, grid y, 2 * occlusion - 1) at h = w = S/4, the stage-1 model's
+sampling grid (channels first) and occlusion map; both lie in [-1, 1].
+
+Conditions (B, F, .) are normalised with statistics of the training store that are saved with the weights:
+audio features to zero mean and unit variance per channel, pose - pose_ref and blink - blink_ref divided
+by the per-channel std of pose and blink (the reference feeds raw deltas: degrees next to unit-scale values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from dawn_lightning.diffusion import NoiseSchedule, Sampler, guided_denoiser
+from dawn_lightning.diffusion.samplers import Progress
+from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
+from dawn_lightning.models.a2v.unet3d import UNet3D
+
+POSE_DIM, BLINK_DIM = 6, 2
+
+
+def motion_to_x0(grid: torch.Tensor, occlusion: torch.Tensor, batch: int) -> torch.Tensor:
+    """grid (B*F, h, w, 2), occlusion (B*F, 1, h, w) in [0, 1] -> x0 (B, 3, F, h, w) in [-1, 1]."""
+    x0 = torch.cat([rearrange(grid, "n h w c -> n c h w"), 2 * occlusion - 1], dim=1)
+    return rearrange(x0, "(b f) c h w -> b c f h w", b=batch)
+
+
+def x0_to_motion(x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0 (B, 3, F, h, w) -> grid (B*F, h, w, 2) and occlusion (B*F, 1, h, w) clamped to [0, 1]."""
+    grid = rearrange(x0[:, :2], "b c f h w -> (b f) h w c")
+    occlusion = rearrange((x0[:, 2:3] + 1) / 2, "b c f h w -> (b f) c h w").clamp(0, 1)
+    return grid, occlusion
+
+
+class MotionDiffusion(nn.Module):
+    """The A2V-FDM denoiser with its face-region encoder, condition normalisation and noise schedule.
+
+    audio_dim: width of the store's audio features; z_channels: the stage-1 encoder's z_src channels.
+    unet: keyword arguments of `UNet3D` except its input and condition widths, which follow from the above.
+    ``forward(x_t, t, drop_cond, context, audio, pose, blink)`` is a `ConditionalDenoiser`: ``context`` is
+    `context(...)`'s (B, C, h, w) reference features and audio/pose/blink come from `conditions(...)`.
+    """
+
+    audio_mean: torch.Tensor
+    audio_std: torch.Tensor
+    pose_scale: torch.Tensor
+    blink_scale: torch.Tensor
+    has_statistics: torch.Tensor
+
+    def __init__(
+        self,
+        audio_dim: int,
+        z_channels: int,
+        unet: dict[str, Any] | None = None,
+        face_channels: int = 16,
+        face_hidden_channels: int = 8,
+        schedule: str = "cosine",
+        num_timesteps: int = 1000,
+        prediction: str = "eps",
+    ):
+        super().__init__()
+        unet = dict(unet or {})
+        self.config: dict[str, Any] = {
+            "audio_dim": audio_dim,
+            "z_channels": z_channels,
+            "unet": unet,
+            "face_channels": face_channels,
+            "face_hidden_channels": face_hidden_channels,
+            "schedule": schedule,
+            "num_timesteps": num_timesteps,
+            "prediction": prediction,
+        }
+        self.prediction = prediction
+        self.face_encoder = FaceRegionEncoder(face_hidden_channels, face_channels)
+        if "dim_mults" in unet:
+            unet["dim_mults"] = tuple(unet["dim_mults"])
+        self.unet = UNet3D(
+            **unet,
+            channels=3 + z_channels + face_channels,
+            cond_audio=audio_dim,
+            cond_pose=POSE_DIM,
+            cond_blink=BLINK_DIM,
+        )
+        self.schedule = NoiseSchedule(schedule, num_timesteps)
+        self.register_buffer("audio_mean", torch.zeros(audio_dim))
+        self.register_buffer("audio_std", torch.ones(audio_dim))
+        self.register_buffer("pose_scale", torch.ones(POSE_DIM))
+        self.register_buffer("blink_scale", torch.ones(BLINK_DIM))
+        self.register_buffer("has_statistics", torch.tensor(False))
+
+    @property
+    def spatial_factor(self) -> int:
+        """h and w must be multiples of this."""
+        return 2**self.unet.num_downsamples
+
+    def set_statistics(
+        self, audio: torch.Tensor, pose: torch.Tensor, blink: torch.Tensor, eps: float = 1e-4
+    ) -> None:
+        """Fits the condition normalisation to training frames: audio (N, D), pose (N, 6), blink (N, 2)."""
+        self.audio_mean.copy_(audio.mean(0))
+        self.audio_std.copy_(audio.std(0).clamp_min(eps))
+        self.pose_scale.copy_(pose.std(0).clamp_min(eps))
+        self.blink_scale.copy_(blink.std(0).clamp_min(eps))
+        self.has_statistics.fill_(True)
+
+    def conditions(
+        self,
+        audio: torch.Tensor,
+        pose: torch.Tensor,
+        blink: torch.Tensor,
+        ref_pose: torch.Tensor,
+        ref_blink: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """audio (B, F, D), pose (B, F, 6), blink (B, F, 2), ref_pose (B, 6), ref_blink (B, 2) -> the
+        network's normalised conditions {audio, pose, blink}, each (B, F, .)."""
+        return {
+            "audio": (audio - self.audio_mean) / self.audio_std,
+            "pose": (pose - ref_pose[:, None]) / self.pose_scale,
+            "blink": (blink - ref_blink[:, None]) / self.blink_scale,
+        }
+
+    def context(self, z_src: torch.Tensor, face_box: torch.Tensor) -> torch.Tensor:
+        """z_src (B, C_z, h, w) of the reference frame and its face box (B, 4) (x0, y0, x1, y1 in [0, 1])
+        -> the per-clip input features (B, C_z + face_channels, h, w)."""
+        size = 4 * z_src.shape[-1]
+        mask = self.face_encoder.box_mask(face_box.to(z_src.dtype), size)
+        return torch.cat([z_src, self.face_encoder(mask)], dim=1)
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        drop_cond: bool | torch.Tensor = False,
+        *,
+        context: torch.Tensor,
+        audio: torch.Tensor,
+        pose: torch.Tensor,
+        blink: torch.Tensor,
+    ) -> torch.Tensor:
+        """x_t (B, 3, F, h, w), t (B,), drop_cond a bool for all, or (B,) / (B, F) True where the conditions
+        are replaced by the null condition -> the network output (B, 3, F, h, w)."""
+        frames = x_t.shape[2]
+        x = torch.cat([x_t, repeat(context, "b c h w -> b c f h w", f=frames)], dim=1)
+        if isinstance(drop_cond, bool):
+            drop_mask = torch.ones(len(x_t), dtype=torch.bool, device=x_t.device) if drop_cond else None
+        else:
+            drop_mask = drop_cond
+        return self.unet(x, t, audio, pose, blink, drop_mask=drop_mask)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        sampler: Sampler,
+        context: torch.Tensor,
+        audio: torch.Tensor,
+        pose: torch.Tensor,
+        blink: torch.Tensor,
+        guidance_scale: float = 1.0,
+        dynamic_threshold: float | None = None,
+        generator: torch.Generator | None = None,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """All F frames of motion at once: x0 (B, 3, F, h, w) for normalised conditions (B, F, .).
+
+        ``guidance_scale`` 1 makes one network pass a step; otherwise classifier-free guidance batches the
+        conditional and null passes. ``generator`` makes the draw reproducible (its device is x's).
+        """
+        b, f = audio.shape[:2]
+        h, w = context.shape[-2:]
+        cond = {"context": context, "audio": audio, "pose": pose, "blink": blink}
+        noise = torch.randn((b, 3, f, h, w), generator=generator, device=context.device, dtype=context.dtype)
+        denoise = guided_denoiser(self, cond, guidance_scale)
+        return sampler.sample(
+            denoise,
+            noise.shape,
+            generator=generator,
+            x_T=noise,
+            dynamic_threshold=dynamic_threshold,
+            progress=progress,
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MotionDiffusion:
+        return cls(**config)

@@ -1,0 +1,329 @@
+"""Stage 3: training the audio-to-motion diffusion (DAWN's A2V-FDM) on motion from a frozen stage 1."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from einops import rearrange
+
+from dawn_lightning.data.video_io import write_mp4
+from dawn_lightning.diffusion import make_sampler, training_terms
+from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
+from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
+from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
+from dawn_lightning.stages.motion import load_motion_autoencoder
+from dawn_lightning.stages.visuals import clip_grid
+
+log = logging.getLogger(__name__)
+CHECKPOINT_KEY = "motion_diffusion"
+FROZEN_PREFIX = "motion."
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class AudioToMotionModule(L.LightningModule):
+    """Learns p(motion x0 | reference frame, audio, pose delta, blink delta) by denoising.
+
+    ``net`` builds the `MotionDiffusion` given the stage-1 model's ``z_channels`` (a Hydra partial). The
+    stage-1 model of ``motion_ckpt`` is frozen: no gradients, outside the optimiser, kept in eval mode
+    whatever Lightning does, and left out of checkpoints, which record its path and SHA-256 instead.
+
+    Loss = MSE(output, target) (eps-MSE for eps prediction)
+         + flow_weight * MSE(x0_pred clamped to [-1, 1], x0)
+         + lip_weight * the first term restricted to each frame's mouth box at latent resolution.
+    The clamp bounds the x0 term at large t, where x0_pred = (x_t - sigma eps) / alpha multiplies the noise
+    error by 1 / alpha (3e4 at t = 999 of the cosine schedule). Conditions are dropped per frame with
+    probability ``cond_drop_prob`` (classifier-free guidance). Steps whose gradients are not finite are
+    skipped and counted (``train/skipped_steps``). ``init_from`` starts from another stage-3 checkpoint's
+    weights (curriculum B from A, or fine-tuning), without its optimiser state.
+    """
+
+    def __init__(
+        self,
+        net: Callable[..., MotionDiffusion],
+        motion_ckpt: str,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        flow_weight: float = 0.15,
+        lip_weight: float = 1.0,
+        cond_drop_prob: float = 0.1,
+        color_jitter: dict | None = None,
+        init_from: str | None = None,
+        sampler: dict | None = None,
+        num_val_videos: int = 2,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.motion: MotionAutoencoder = load_motion_autoencoder(motion_ckpt).requires_grad_(False)
+        self.motion_ckpt_sha256 = file_sha256(motion_ckpt)
+        self.net = net(z_channels=self.motion.z_channels)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.sampler_settings = {"name": "ddim", "num_steps": 20, "eta": 1.0, "dynamic_threshold": 0.9} | (
+            sampler or {}
+        )
+        self.jitter = self._color_jitter(color_jitter)
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
+        self._val_batch: dict | None = None
+        # the store's audio feature spec, frame size and mean face box, recorded in checkpoints
+        self.data_spec: dict = {}
+        if init_from:
+            self.load_weights(init_from)
+
+    @staticmethod
+    def _color_jitter(settings: dict | None):
+        if not settings:
+            return None
+        from torchvision.transforms import v2
+
+        return v2.ColorJitter(**settings)
+
+    def load_weights(self, path: str | Path) -> None:
+        """Copies the network (and its condition statistics) of a stage-3 checkpoint."""
+        net, _ = load_motion_diffusion(path)
+        if net.config != self.net.config:
+            raise ValueError(
+                f"{path}: its network config {net.config} differs from this run's {self.net.config}"
+            )
+        self.net.load_state_dict(net.state_dict())
+        log.info("stage 3 starts from the weights of %s", path)
+
+    def train(self, mode: bool = True) -> AudioToMotionModule:
+        super().train(mode)
+        self.motion.eval()  # BatchNorm statistics of the frozen model must not move
+        return self
+
+    # -- data -------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        store = getattr(getattr(self.trainer, "datamodule", None), "store", None)
+        if store is not None:
+            signals = [store.reader(c).signals for c in store.split("train")]
+            stacked = {
+                k: torch.cat([torch.from_numpy(s[k]) for s in signals])
+                for k in ("audio_features", "pose", "blink", "face_box")
+            }
+            if stage == "fit" and not bool(self.net.has_statistics):
+                self.net.set_statistics(stacked["audio_features"], stacked["pose"], stacked["blink"])
+            self.data_spec = {
+                "audio_features": store.audio_spec,
+                "frame_size": store.frame_size,
+                "mean_face_box": stacked["face_box"].mean(0).tolist(),
+            }
+        store_size = self.data_spec.get("frame_size")
+        if store_size is not None and store_size % (4 * self.net.spatial_factor):
+            raise ValueError(
+                f"frames of {store_size} px give {store_size // 4} px motion, not divisible by the U-Net's "
+                f"{self.net.spatial_factor}: use fewer dim_mults or another size"
+            )
+
+    @torch.no_grad()
+    def motion_x0(
+        self, video: torch.Tensor, reference: torch.Tensor, augment: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """video (B, 3, F, S, S), reference (B, 3, S, S) in [0, 1] -> x0 (B, 3, F, S/4, S/4) of every frame
+        against the reference, and z_src (B, C_z, S/4, S/4). ``augment`` applies one colour jitter draw to
+        the whole batch first (as the reference)."""
+        b, _, f = video.shape[:3]
+        frames = rearrange(video, "b c f h w -> (b f) c h w")
+        if augment and self.jitter is not None:
+            jittered = self.jitter(torch.cat([reference, frames])).clamp(0, 1)
+            reference, frames = jittered[:b], jittered[b:]
+        regions = {k: v.repeat_interleave(f, 0) for k, v in self.motion.regions(reference).items()}
+        sources = reference.repeat_interleave(f, 0)
+        motion = self.motion.motion(sources, frames, source_regions=regions)
+        x0 = motion_to_x0(motion["grid"], motion["occlusion"], b)
+        return x0, self.motion.encode(reference).z
+
+    def inputs(self, batch: dict, augment: bool) -> dict[str, torch.Tensor]:
+        x0, z_src = self.motion_x0(batch["video"], batch["reference"], augment)
+        cond = self.net.conditions(
+            batch["audio"], batch["pose"], batch["blink"], batch["ref_pose"], batch["ref_blink"]
+        )
+        size = x0.shape[-1]
+        mouth = FaceRegionEncoder.box_mask(rearrange(batch["mouth_box"], "b f k -> (b f) k"), size)
+        return {
+            "x0": x0,
+            "context": self.net.context(z_src, batch["ref_face_box"]),
+            "mouth": rearrange(mouth, "(b f) 1 h w -> b 1 f h w", b=len(x0)),
+            **cond,
+        }
+
+    # -- training ---------------------------------------------------------------------------------------
+    def losses(self, inputs: dict, drop_prob: float, generator: torch.Generator | None = None) -> dict:
+        x0 = inputs["x0"]
+        cond = {k: inputs[k] for k in ("context", "audio", "pose", "blink")}
+        b, _, f = x0.shape[:3]
+        drop = torch.rand((b, f), generator=generator, device=x0.device) < drop_prob if drop_prob else False
+
+        def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.net(x_t, t, drop, **cond)
+
+        terms = training_terms(denoise, self.net.schedule, x0, self.net.prediction, generator=generator)
+        error = (terms["output"].float() - terms["target"]) ** 2
+        mouth = inputs["mouth"].expand_as(error)
+        losses = {
+            "denoise": error.mean(),
+            "x0_mse": ((terms["x0_pred"].float().clamp(-1, 1) - x0) ** 2).mean(),
+            "lip": (error * mouth).sum() / mouth.sum().clamp_min(1.0),
+        }
+        h = self.hparams
+        losses["loss"] = losses["denoise"] + h.flow_weight * losses["x0_mse"] + h.lip_weight * losses["lip"]
+        return losses
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        losses = self.losses(self.inputs(batch, augment=True), self.hparams.cond_drop_prob)
+        size = len(batch["video"])
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
+        return losses["loss"]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.float().norm() for g in grads])).all():
+            for p in self.net.parameters():
+                p.grad = None  # the optimiser leaves parameters without a gradient untouched
+            self.skipped_steps += 1
+            log.warning("step %d: non-finite gradients, step skipped", self.global_step)
+        self.log("train/skipped_steps", self.skipped_steps.float())
+
+    # -- validation -------------------------------------------------------------------------------------
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        inputs = self.inputs(batch, augment=False)
+        generator = torch.Generator(device=self.device).manual_seed(batch_index)
+        losses = self.losses(inputs, 0.0, generator)
+        self.log_dict(
+            {f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["video"]), sync_dist=True
+        )
+        if batch_index == 0 and self.hparams.num_val_videos:
+            keep = slice(0, self.hparams.num_val_videos)
+            self._val_batch = {
+                "inputs": {k: v[keep] for k, v in inputs.items()},
+                "video": batch["video"][keep],
+                "reference": batch["reference"][keep],
+            }
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_batch is None or self.trainer.sanity_checking:
+            self._val_batch = None
+            return
+        inputs, video = self._val_batch["inputs"], self._val_batch["video"]
+        generated_x0 = self.sample(inputs, seed=0)
+        self.log("val/sample_x0_mse", ((generated_x0 - inputs["x0"]) ** 2).mean(), sync_dist=True)
+        frames = self.decode(self._val_batch["reference"], generated_x0)
+        reconstructed = self.decode(self._val_batch["reference"], inputs["x0"])
+        self._log_videos(video, reconstructed, frames)
+        self._val_batch = None
+
+    def sample(self, inputs: dict, seed: int = 0) -> torch.Tensor:
+        """x0 (B, 3, F, h, w) sampled for a batch's conditions with the configured sampler."""
+        s = self.sampler_settings
+        sampler = make_sampler(s["name"], self.net.schedule, self.net.prediction, s["num_steps"], s["eta"])
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return self.net.sample(
+            sampler,
+            inputs["context"],
+            inputs["audio"],
+            inputs["pose"],
+            inputs["blink"],
+            guidance_scale=s.get("guidance_scale", 1.0),
+            dynamic_threshold=s["dynamic_threshold"],
+            generator=generator,
+        )
+
+    @torch.no_grad()
+    def decode(self, reference: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """reference (B, 3, S, S), x0 (B, 3, F, h, w) -> frames (B, 3, F, S, S) in [0, 1]."""
+        grid, occlusion = x0_to_motion(x0)
+        f = x0.shape[2]
+        sources = reference.repeat_interleave(f, 0)
+        frames = self.motion.decode(sources, grid, occlusion, batch_size=64).clamp(0, 1)
+        return rearrange(frames, "(b f) c h w -> b c f h w", f=f)
+
+    def _log_videos(self, truth: torch.Tensor, reconstructed: torch.Tensor, generated: torch.Tensor) -> None:
+        """A grid image (rows: truth, stage-1 reconstruction, generated, per clip) and an mp4 of each clip
+        (truth | generated side by side) beside the TensorBoard logs."""
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_image"):
+            experiment.add_image(
+                "val/truth|stage1_reconstruction|generated",
+                clip_grid([truth, reconstructed, generated]),
+                self.global_step,
+            )
+        log_dir = getattr(self.logger, "log_dir", None)
+        if log_dir is None or not self.trainer.is_global_zero:
+            return
+        for i in range(len(truth)):
+            pair = torch.cat([truth[i], generated[i]], dim=-1)
+            uint8 = (rearrange(pair, "c f h w -> f h w c") * 255).round().byte().cpu().numpy()
+            path = Path(log_dir) / "videos" / f"step{self.global_step:07d}_clip{i}.mp4"
+            write_mp4(path, uint8, pixel_format="yuv420p")
+
+    # -- optimisation and checkpoints -------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer, T_max=max(1, int(self.trainer.estimated_stepping_batches))
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN_PREFIX)
+        }
+        checkpoint[CHECKPOINT_KEY] = {
+            "config": self.net.config,
+            "motion_ckpt": str(Path(self.hparams.motion_ckpt).resolve()),
+            "motion_ckpt_sha256": self.motion_ckpt_sha256,
+            "sampler": self.sampler_settings,
+            **self.data_spec,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        record = checkpoint.get(CHECKPOINT_KEY, {})
+        self.data_spec = {
+            k: record[k] for k in ("audio_features", "frame_size", "mean_face_box") if k in record
+        }
+        own = self.state_dict()
+        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN_PREFIX)})
+
+
+def load_motion_diffusion(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[MotionDiffusion, dict]:
+    """The network of a stage-3 checkpoint (eval mode), loaded with ``weights_only=True``, and its record:
+    {"config", "motion_ckpt", "motion_ckpt_sha256", "sampler", "audio_features", "frame_size",
+    "mean_face_box"}."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no stage-3 checkpoint there (train one with `make train-stage3`)")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if CHECKPOINT_KEY not in checkpoint:
+        raise ValueError(f"{path}: not a stage-3 (motion diffusion) checkpoint: no {CHECKPOINT_KEY!r} entry")
+    record = checkpoint[CHECKPOINT_KEY]
+    net = MotionDiffusion.from_config(record["config"])
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state, strict=True)
+    return net.eval(), record
+
+
+def check_motion_checkpoint(record: dict, motion_ckpt: str | Path) -> None:
+    """Warns when the stage-1 checkpoint given at inference is not the one stage 3 was trained on."""
+    if file_sha256(motion_ckpt) != record["motion_ckpt_sha256"]:
+        log.warning(
+            "stage 1 %s is not the checkpoint stage 3 was trained with (%s, sha256 %s...)",
+            motion_ckpt,
+            record["motion_ckpt"],
+            record["motion_ckpt_sha256"][:12],
+        )
