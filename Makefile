@@ -8,9 +8,13 @@ ARGS ?=
 # The default store; a stage target makes it first unless ARGS names another one (data.store_dir=...).
 SYNTHETIC := data/synthetic64/index.json
 DEFAULT_DATA = $(if $(findstring store_dir,$(ARGS)),,$(SYNTHETIC))
+# Stage 3 needs a stage-1 checkpoint: `make train-stage1`'s newest, trained first if missing, unless ARGS names
+# one (model.motion_ckpt=...).
+STAGE1_CKPT := experiments/stage1/latest/checkpoints/last.ckpt
+DEFAULT_STAGE1 = $(if $(findstring motion_ckpt,$(ARGS)),,$(STAGE1_CKPT))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint data-synthetic validate-store train-stage1 train-stage2 bench tensorboard clean
+.PHONY: help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 generate demo bench tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,6 +49,19 @@ train-stage1: setup $(DEFAULT_DATA) ## train the motion autoencoder (stage 1): m
 
 train-stage2: setup $(DEFAULT_DATA) ## train the pose/blink generator (stage 2): make train-stage2 ARGS="model=pose_diffusion"
 	$(BIN)/dawn-train experiment=stage2 $(ARGS)
+
+generate: setup ## portrait + speech -> mp4: make generate ARGS="portrait=face.png audio=speech.wav out=talk.mp4"
+	$(BIN)/dawn-generate $(ARGS)
+
+train-stage3: setup $(DEFAULT_DATA) $(DEFAULT_STAGE1) ## train stage 3, curriculum A then B from A: make train-stage3 [ARGS="model.motion_ckpt=..."]
+	$(BIN)/dawn-train experiment=stage3a $(ARGS)
+	$(BIN)/dawn-train experiment=stage3b $(ARGS)
+
+$(STAGE1_CKPT): | setup $(SYNTHETIC)
+	$(BIN)/dawn-train experiment=stage1
+
+demo: setup ## the whole method on a CPU: synthetic data, stages 1-3, a video in experiments/demo/ (reuses what is done)
+	$(BIN)/dawn-demo $(ARGS)
 
 bench: setup ## measure speed and quality: make bench [CKPT=<stage-1 ckpt>] [CKPT2=<stage-2 ckpt>]
 	$(BIN)/dawn-bench stage1 $(if $(CKPT),--checkpoint $(CKPT))

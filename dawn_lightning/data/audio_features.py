@@ -64,3 +64,27 @@ class LogMelFeatures:
         features = np.log(mel + self.floor).T.astype(np.float32)
         assert len(features) == num_frames, (len(features), num_frames)
         return features
+
+
+FEATURE_KINDS = {"logmel": LogMelFeatures}
+
+
+def features_from_spec(spec: dict) -> LogMelFeatures:
+    """The extractor that produced features of a recorded ``spec`` (a store's or a checkpoint's), rebuilt so a
+    model is fed the features it was trained on. Raises ValueError for a kind this version cannot compute
+    or a spec that the rebuilt extractor does not reproduce."""
+    from dataclasses import fields
+
+    kind = spec.get("kind")
+    if kind not in FEATURE_KINDS:
+        raise ValueError(
+            f"audio features of kind {kind!r} are not supported by this version (supported: "
+            f"{', '.join(FEATURE_KINDS)}); the spec is {spec}"
+        )
+    cls = FEATURE_KINDS[kind]
+    extractor = cls(**{f.name: spec[f.name] for f in fields(cls) if f.name in spec})
+    if extractor.spec != spec:
+        raise ValueError(
+            f"audio feature spec {spec} cannot be reproduced (this version gives {extractor.spec})"
+        )
+    return extractor

@@ -1,0 +1,59 @@
+"""`dawn-generate` (`make generate`): a portrait and a speech recording -> a talking-head mp4.
+
+    dawn-generate portrait=face.png audio=speech.wav out=talk.mp4
+    dawn-generate portrait=face.png audio=a.m4a out=a.mp4 checkpoints.diffusion=experiments/stage3a/latest
+
+The settings are in conf/generate.yaml. A bad input (unreadable image, missing, undecodable, empty, silent or
+too short audio, a pose/blink file of the wrong length) stops with a message naming the file, and nothing is
+written at ``out``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from dawn_lightning.config import CONF_DIR
+
+log = logging.getLogger("dawn_lightning.generate")
+USAGE = "dawn-generate portrait=face.png audio=speech.wav out=talk.mp4"
+
+
+def generate(cfg: DictConfig) -> Path:
+    """Writes the video the config describes; returns its path."""
+    from dawn_lightning.data.portrait import read_image
+    from dawn_lightning.data.speech import load_speech
+    from dawn_lightning.pipeline import DawnPipeline
+
+    for key in ("portrait", "audio", "out"):
+        if not cfg.get(key):
+            raise ValueError(f"{key}=... is required: {USAGE}")
+    # the inputs are read before the models load, so a bad file fails at once
+    speech = load_speech(cfg.audio)
+    image = read_image(cfg.portrait)
+    pose_blink = None if cfg.pose_blink in (None, "generated") else cfg.pose_blink
+    pipeline = DawnPipeline.from_config(cfg)
+    video = pipeline(image, speech, seed=cfg.seed, pose_blink=pose_blink, progress=_progress())
+    path = video.save(cfg.out)
+    log.info("%s: %d frames (%.2f s) at %d fps", path, len(video), video.seconds, video.fps)
+    return path
+
+
+def _progress():
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import track
+
+    return lambda steps: track(steps, description="sampling", transient=True)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="generate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        generate(cfg)
+    except (FileNotFoundError, ValueError) as error:  # bad inputs or settings: the message says which
+        raise SystemExit(f"dawn-generate: error: {error}") from None

@@ -1,0 +1,559 @@
+"""Inference: a portrait and a speech recording -> a talking-head video, with the three trained stages.
+
+    pipeline = DawnPipeline.from_checkpoints("stage1.ckpt", "stage2.ckpt", "stage3.ckpt", device="cuda")
+    video = pipeline("face.png", "speech.wav", seed=0)
+    video.save("talk.mp4")
+
+Order: speech -> per-frame audio features (T = N // 640 frames at 25 fps; the audio is cut or padded to
+T * 640 samples so video and sound match to the frame) -> the portrait's initial state (face box, pose,
+blink) -> stage 2 generates pose and blink for all T frames at once (or they come from a file) -> stage 3
+samples the motion of all T frames at once, conditioned on the portrait's z_src and face box, the audio and
+the pose/blink deltas from the initial state -> the stage-1 decoder renders the frames in batches.
+
+One seed drives both generative stages: the same seed gives the same frames. With ``max_frames`` set, a
+longer input is an error (``on_too_long="error"``) or is generated in consecutive chunks of at most
+``max_frames`` (``"chunk"``): stage 2 starts each chunk from the last state of the previous one, so pose and
+blink run on continuously; stage 3 has no input for the previous chunk's motion, so each chunk's motion is
+sampled afresh from the portrait and the continuous conditions, and a chunk boundary can show a jump.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from dawn_lightning import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from dawn_lightning.data.audio_features import features_from_spec, fit_length
+from dawn_lightning.data.portrait import load_portrait
+from dawn_lightning.data.speech import load_speech
+from dawn_lightning.diffusion import make_sampler
+from dawn_lightning.models.a2v.motion_diffusion import BLINK_DIM, POSE_DIM, MotionDiffusion, x0_to_motion
+from dawn_lightning.models.a2v.temporal_attention import TemporalAttention
+from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
+
+log = logging.getLogger(__name__)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_SAMPLER = {
+    "name": "ddim",
+    "num_steps": 20,
+    "eta": 1.0,
+    "guidance_scale": 1.0,
+    "dynamic_threshold": 0.9,
+}
+STAGE_DIRS = {"motion": "stage1", "pose_blink": "stage2", "diffusion": "stage3b"}
+Progress = Callable[[Iterable[int]], Iterable[int]]
+
+
+@dataclass
+class GeneratedVideo:
+    """frames uint8 (T, H, W, 3) at ``fps``; audio float32 (T * 640,) at 16 kHz, cut or padded to the
+    frames; the pose (T, 6) and blink (T, 2) that drove them, in the training store's units."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+    pose: np.ndarray
+    blink: np.ndarray
+    fps: int = FPS
+    sample_rate: int = SAMPLE_RATE
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.frames) / self.fps
+
+    def save(self, path: str | os.PathLike, pixel_format: str = "yuv420p") -> Path:
+        """Writes an H.264 mp4 with the audio as AAC (atomically; the folder is created)."""
+        from dawn_lightning.data.video_io import write_mp4
+
+        write_mp4(path, self.frames, self.fps, self.audio, self.sample_rate, pixel_format=pixel_format)
+        return Path(path)
+
+
+@dataclass(frozen=True)
+class PortraitState:
+    """The portrait's face box (4,) [x0, y0, x1, y1] in [0, 1], head pose (6,) and blink (2,), in the units
+    of the training store."""
+
+    face_box: torch.Tensor
+    pose: torch.Tensor
+    blink: torch.Tensor
+
+
+class InitialStateEstimator(Protocol):
+    """Measures a portrait (3, S, S) in [0, 1]: where a face backend plugs in."""
+
+    def __call__(self, portrait: torch.Tensor) -> PortraitState: ...
+
+
+class MeanInitialState:
+    """The initial state without a face backend: the training data's mean face box, pose and blink (a
+    normalised stage-2 state of zero), announced by one warning."""
+
+    def __init__(self, face_box: torch.Tensor, pose: torch.Tensor, blink: torch.Tensor):
+        self.state = PortraitState(face_box.float(), pose.float(), blink.float())
+        self._warned = False
+
+    def __call__(self, portrait: torch.Tensor) -> PortraitState:
+        if not self._warned:
+            log.warning(
+                "no face backend: the portrait is assumed to show the training data's mean face box %s, "
+                "pose and blink (align the face like the training frames for best results)",
+                [round(float(v), 3) for v in self.state.face_box],
+            )
+            self._warned = True
+        return self.state
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder (``experiments/<task>/latest`` or ``.../runs/<time>``): its
+    ``checkpoints/last.ckpt``."""
+    path = Path(path)
+    if path.is_dir():
+        return path / "checkpoints" / "last.ckpt"
+    return path
+
+
+def default_checkpoints(experiments_dir: str | os.PathLike = "experiments") -> dict[str, Path]:
+    """The newest checkpoint of each stage's default experiment: ``<experiments>/<task>/latest/...``."""
+    root = Path(experiments_dir)
+    return {k: root / task / "latest" / "checkpoints" / "last.ckpt" for k, task in STAGE_DIRS.items()}
+
+
+def load_pose_blink(source: str | os.PathLike | np.ndarray | Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """User-given pose (T, 6) and blink (T, 2), in the training store's units, from an .npy of states
+    (T, 8) (pose then blink), an .npz with arrays ``pose`` and ``blink``, an array (T, 8) or a mapping."""
+    name = str(source) if isinstance(source, str | os.PathLike) else "the pose/blink array"
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such pose/blink file")
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except Exception as error:
+            raise ValueError(f"{path}: cannot read pose/blink ({error})") from None
+        source = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
+    if isinstance(source, Mapping):
+        missing = {"pose", "blink"} - set(source)
+        if missing:
+            raise ValueError(f"{name}: needs arrays 'pose' (T, 6) and 'blink' (T, 2), has {sorted(source)}")
+        pose, blink = np.asarray(source["pose"]), np.asarray(source["blink"])
+    else:
+        states = np.asarray(source)
+        if states.ndim != 2 or states.shape[1] != POSE_DIM + BLINK_DIM:
+            raise ValueError(f"{name}: expected states (T, 8) (pose 6, blink 2), got {states.shape}")
+        pose, blink = states[:, :POSE_DIM], states[:, POSE_DIM:]
+    if pose.ndim != 2 or pose.shape[1] != POSE_DIM or blink.ndim != 2 or blink.shape[1] != BLINK_DIM:
+        raise ValueError(f"{name}: pose must be (T, 6) and blink (T, 2), got {pose.shape} and {blink.shape}")
+    if len(pose) != len(blink):
+        raise ValueError(f"{name}: {len(pose)} pose frames but {len(blink)} blink frames")
+    pose, blink = pose.astype(np.float32), blink.astype(np.float32)
+    if not (np.isfinite(pose).all() and np.isfinite(blink).all()):
+        raise ValueError(f"{name}: pose/blink has non-finite values")
+    return pose, blink
+
+
+def set_temporal_window(net: nn.Module, window: int | None) -> None:
+    """Sets the band |i - j| <= window of every temporal attention in ``net`` (None: full attention)."""
+    if window is not None and (int(window) != window or window < 1):
+        raise ValueError(f"window must be a positive number of frames, got {window!r}")
+    for module in net.modules():
+        if isinstance(module, TemporalAttention):
+            module.window = None if window is None else int(window)
+
+
+def chunk_bounds(num_frames: int, max_frames: int | None) -> list[tuple[int, int]]:
+    """[start, stop) of consecutive chunks of at most ``max_frames`` (one chunk when None)."""
+    step = max_frames or num_frames
+    return [(start, min(start + step, num_frames)) for start in range(0, num_frames, step)]
+
+
+class DawnPipeline:
+    """Portrait + speech -> `GeneratedVideo`, from the three stages' networks and checkpoint records.
+
+    motion: stage 1 (`load_motion_autoencoder`); pose_blink, pose_blink_record: stage 2
+    (`load_pose_blink_generator`); diffusion, diffusion_record: stage 3 (`load_motion_diffusion`).
+    device, precision: where to run ("auto": CUDA if available) and the autocast dtype of the networks
+        ("fp32", "bf16" or "fp16").
+    sampler: overrides of {name, num_steps, eta, guidance_scale, dynamic_threshold}; the stage-3
+        checkpoint's settings otherwise.
+    window: the temporal attention band of stage 3 in frames; None keeps the trained value.
+    decode_batch_size: frames per stage-1 decoder call.
+    temperature: scale of stage 2's latent noise.
+    portrait_mode, background: how the portrait becomes a square frame (`load_portrait`).
+    max_frames, on_too_long: a length limit and what exceeding it does ("error" or "chunk").
+    initial_state: the portrait's face box, pose and blink; default `MeanInitialState`.
+    names: how errors and logs name the three checkpoints.
+    """
+
+    def __init__(
+        self,
+        motion: MotionAutoencoder,
+        pose_blink: nn.Module,
+        pose_blink_record: dict,
+        diffusion: MotionDiffusion,
+        diffusion_record: dict,
+        *,
+        device: str | torch.device = "cpu",
+        precision: Literal["fp32", "bf16", "fp16"] = "fp32",
+        sampler: Mapping[str, Any] | None = None,
+        window: int | None = None,
+        decode_batch_size: int = 32,
+        temperature: float = 1.0,
+        portrait_mode: Literal["crop", "pad"] = "crop",
+        background: Literal["white", "black"] = "white",
+        max_frames: int | None = None,
+        on_too_long: Literal["error", "chunk"] = "error",
+        initial_state: InitialStateEstimator | None = None,
+        names: Mapping[str, str] | None = None,
+    ):
+        self.names = {"motion": "stage 1", "pose_blink": "stage 2", "diffusion": "stage 3"} | dict(
+            names or {}
+        )
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if on_too_long not in ("error", "chunk"):
+            raise ValueError(f"on_too_long must be 'error' or 'chunk', got {on_too_long!r}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be a positive number of frames or null, got {max_frames}")
+        if decode_batch_size < 1:
+            raise ValueError(f"decode_batch_size must be positive, got {decode_batch_size}")
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.motion = motion.to(self.device).eval()
+        self.pose_blink = pose_blink.to(self.device).eval()
+        self.diffusion = diffusion.to(self.device).eval()
+        self.pose_blink_record, self.diffusion_record = pose_blink_record, diffusion_record
+        self.features = features_from_spec(self._audio_spec())
+        self._check_sizes()
+        self.sampler_settings = (
+            DEFAULT_SAMPLER | dict(diffusion_record.get("sampler") or {}) | dict(sampler or {})
+        )
+        if window is not None:
+            set_temporal_window(self.diffusion, window)
+        self.decode_batch_size, self.temperature = int(decode_batch_size), float(temperature)
+        self.portrait_mode, self.background = portrait_mode, background
+        self.max_frames, self.on_too_long = max_frames, on_too_long
+        self.signals = pose_blink_record.get("signals", "both")
+        self.initial_state = initial_state or self._mean_initial_state()
+
+    # -- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoints(
+        cls,
+        motion_ckpt: str | os.PathLike,
+        pose_blink_ckpt: str | os.PathLike,
+        diffusion_ckpt: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        **options: Any,
+    ) -> DawnPipeline:
+        """Loads the three stages' checkpoints (files, or run folders holding ``checkpoints/last.ckpt``);
+        ``options`` are the constructor's keyword arguments."""
+        from dawn_lightning.stages.audio_to_motion import check_motion_checkpoint, load_motion_diffusion
+        from dawn_lightning.stages.motion import load_motion_autoencoder
+        from dawn_lightning.stages.pose_blink import load_pose_blink_generator
+
+        paths = {
+            "motion": resolve_checkpoint(motion_ckpt),
+            "pose_blink": resolve_checkpoint(pose_blink_ckpt),
+            "diffusion": resolve_checkpoint(diffusion_ckpt),
+        }
+        motion = load_motion_autoencoder(paths["motion"])
+        pose_blink, pose_blink_record = load_pose_blink_generator(paths["pose_blink"])
+        diffusion, diffusion_record = load_motion_diffusion(paths["diffusion"])
+        check_motion_checkpoint(diffusion_record, paths["motion"])
+        names = {k: f"stage-{i} checkpoint {p}" for i, (k, p) in zip((1, 2, 3), paths.items(), strict=True)}
+        for name in names.values():
+            log.info("%s", name)
+        return cls(
+            motion,
+            pose_blink,
+            pose_blink_record,
+            diffusion,
+            diffusion_record,
+            device=device,
+            precision=precision,
+            names=names,
+            **options,
+        )
+
+    @classmethod
+    def from_run_dirs(
+        cls,
+        experiments_dir: str | os.PathLike = "experiments",
+        motion: str | os.PathLike | None = None,
+        pose_blink: str | os.PathLike | None = None,
+        diffusion: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> DawnPipeline:
+        """The newest run of each stage under ``experiments_dir`` (`default_checkpoints`), unless a checkpoint
+        or run folder is given for it."""
+        defaults = default_checkpoints(experiments_dir)
+        return cls.from_checkpoints(
+            motion or defaults["motion"],
+            pose_blink or defaults["pose_blink"],
+            diffusion or defaults["diffusion"],
+            **kwargs,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> DawnPipeline:
+        """From a composed ``conf/generate.yaml`` (checkpoints, device, precision and the options)."""
+        return cls.from_checkpoints(
+            cfg["checkpoints"]["motion"],
+            cfg["checkpoints"]["pose_blink"],
+            cfg["checkpoints"]["diffusion"],
+            device=cfg["device"],
+            precision=cfg["precision"],
+            sampler=dict(cfg["sampler"]),
+            window=cfg["window"],
+            decode_batch_size=cfg["decode_batch_size"],
+            temperature=cfg["temperature"],
+            portrait_mode=cfg["framing"]["mode"],
+            background=cfg["framing"]["background"],
+            max_frames=cfg["max_frames"],
+            on_too_long=cfg["on_too_long"],
+        )
+
+    def _audio_spec(self) -> dict:
+        """The audio feature spec both generative stages were trained on (they must agree)."""
+        spec2 = self.pose_blink_record.get("audio_features")
+        spec3 = self.diffusion_record.get("audio_features")
+        if spec2 is not None and spec3 is not None and dict(spec2) != dict(spec3):
+            raise ValueError(
+                "stages 2 and 3 were trained on different audio features:\n"
+                f"  {self.names['pose_blink']}: {dict(spec2)}\n"
+                f"  {self.names['diffusion']}: {dict(spec3)}\n"
+                "train both on the same store (or its feature settings)"
+            )
+        spec = spec3 if spec3 is not None else spec2
+        if spec is None:
+            raise ValueError(
+                f"neither {self.names['pose_blink']} nor {self.names['diffusion']} records its audio "
+                "features; retrain with this version"
+            )
+        if spec2 is None:
+            log.warning("%s does not record its audio features: assuming stage 3's", self.names["pose_blink"])
+        return dict(spec)
+
+    def _check_sizes(self) -> None:
+        record, dim = self.diffusion_record, self.features.dim
+        for key, net in (("pose_blink", self.pose_blink), ("diffusion", self.diffusion)):
+            if net.config["audio_dim"] != dim:
+                raise ValueError(
+                    f"{self.names[key]} takes {net.config['audio_dim']}-wide audio features, its recorded "
+                    f"features are {dim} wide"
+                )
+        for key in ("frame_size", "mean_face_box"):
+            if record.get(key) is None:
+                raise ValueError(
+                    f"{self.names['diffusion']} does not record {key!r}; retrain with this version"
+                )
+        if self.diffusion.config["z_channels"] != self.motion.z_channels:
+            raise ValueError(
+                f"{self.names['diffusion']} expects z_src of {self.diffusion.config['z_channels']} channels, "
+                f"{self.names['motion']} gives {self.motion.z_channels}"
+            )
+        if self.frame_size % (4 * self.diffusion.spatial_factor):
+            raise ValueError(
+                f"frame size {self.frame_size} gives {self.frame_size // 4} px motion, not divisible by "
+                f"the U-Net's {self.diffusion.spatial_factor}"
+            )
+
+    def _mean_initial_state(self) -> MeanInitialState:
+        mean = self.pose_blink_record["mean"].float().cpu()
+        pose, blink = torch.zeros(POSE_DIM), torch.zeros(BLINK_DIM)
+        if self.signals in ("both", "pose"):
+            pose = mean[:POSE_DIM]
+        if self.signals in ("both", "blink"):
+            blink = mean[-BLINK_DIM:]
+        return MeanInitialState(torch.tensor(self.diffusion_record["mean_face_box"]), pose, blink)
+
+    @property
+    def frame_size(self) -> int:
+        return int(self.diffusion_record["frame_size"])
+
+    @property
+    def window(self) -> int | None:
+        """The temporal attention band of stage 3 in use."""
+        windows = {m.window for m in self.diffusion.modules() if isinstance(m, TemporalAttention)}
+        return windows.pop() if len(windows) == 1 else None
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    # -- generation ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        portrait: str | os.PathLike | np.ndarray | torch.Tensor,
+        audio: str | os.PathLike | np.ndarray | torch.Tensor,
+        seed: int = 0,
+        pose_blink: str | os.PathLike | np.ndarray | Mapping | None = None,
+        progress: Progress | None = None,
+    ) -> GeneratedVideo:
+        """The video of ``portrait`` (an image file, or an array as `load_portrait` takes) speaking ``audio``
+        (an audio file, or 16 kHz mono samples).
+
+        pose_blink: None generates pose and blink with stage 2; a file or array (`load_pose_blink`) gives
+            them instead, one row per video frame.
+        progress: wraps each sampling loop's step indices (e.g. ``rich.progress.track``).
+        """
+        speech = load_speech(audio)
+        num_frames = max(1, len(speech) // SAMPLES_PER_FRAME)
+        bounds = self._chunks(num_frames)
+        given = None
+        if pose_blink is not None:
+            given = load_pose_blink(pose_blink)
+            if len(given[0]) != num_frames:
+                name = (
+                    str(pose_blink) if isinstance(pose_blink, str | os.PathLike) else "the pose/blink array"
+                )
+                raise ValueError(
+                    f"{name}: {len(given[0])} frames of pose/blink, but the audio gives {num_frames} frames "
+                    f"({num_frames * SAMPLES_PER_FRAME / SAMPLE_RATE:.2f} s at {FPS} fps)"
+                )
+        image = load_portrait(portrait, self.frame_size, self.portrait_mode, self.background)
+        speech = fit_length(speech, num_frames)
+        started = time.perf_counter()
+        features = torch.from_numpy(self.features(speech, num_frames)).to(self.device)[None]
+        state = self.initial_state(image)
+        source = self.motion.encode(image[None].to(self.device))
+        context = self.diffusion.context(source.z, state.face_box[None].to(self.device))
+        ref_pose, ref_blink = state.pose[None].to(self.device), state.blink[None].to(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        log.info(
+            "%d frames (%.2f s) at %d px in %d chunk(s); features %.1f s",
+            num_frames,
+            num_frames / FPS,
+            self.frame_size,
+            len(bounds),
+            time.perf_counter() - started,
+        )
+        init = self._normalise(torch.cat([ref_pose, ref_blink], dim=-1))
+        frames, poses, blinks = [], [], []
+        for index, (start, stop) in enumerate(bounds):
+            audio_chunk = features[:, start:stop]
+            if given is None:
+                pose, blink, init = self._pose_blink(audio_chunk, init, seed + index, ref_pose, ref_blink)
+            else:
+                pose = torch.from_numpy(given[0][start:stop]).to(self.device)[None]
+                blink = torch.from_numpy(given[1][start:stop]).to(self.device)[None]
+            x0 = self._motion(context, audio_chunk, pose, blink, ref_pose, ref_blink, generator, progress)
+            frames.append(self._render(source, x0))
+            poses.append(pose[0].float().cpu().numpy())
+            blinks.append(blink[0].float().cpu().numpy())
+        log.info("generated in %.1f s", time.perf_counter() - started)
+        return GeneratedVideo(
+            np.concatenate(frames), speech, np.concatenate(poses), np.concatenate(blinks), FPS, SAMPLE_RATE
+        )
+
+    def _chunks(self, num_frames: int) -> list[tuple[int, int]]:
+        if self.max_frames is None or num_frames <= self.max_frames:
+            return chunk_bounds(num_frames, None)
+        if self.on_too_long == "error":
+            raise ValueError(
+                f"the audio gives {num_frames} frames ({num_frames / FPS:.1f} s), more than max_frames="
+                f"{self.max_frames}: raise max_frames (or set it to null), or generate in chunks with "
+                "on_too_long=chunk"
+            )
+        return chunk_bounds(num_frames, self.max_frames)
+
+    # stage 2 works on the normalised states of its signals; stage 3 on pose (6) and blink (2)
+    def _normalise(self, states: torch.Tensor) -> torch.Tensor:
+        mean, std = self.pose_blink_record["mean"].to(states), self.pose_blink_record["std"].to(states)
+        return (self._select(states) - mean) / std
+
+    def _select(self, states: torch.Tensor) -> torch.Tensor:
+        if self.signals == "pose":
+            return states[..., :POSE_DIM]
+        if self.signals == "blink":
+            return states[..., POSE_DIM:]
+        return states
+
+    def _pose_blink(
+        self,
+        audio: torch.Tensor,
+        init: torch.Tensor,
+        seed: int,
+        ref_pose: torch.Tensor,
+        ref_blink: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """audio (1, F, D), init (1, K) normalised -> pose (1, F, 6), blink (1, F, 2) and the last state
+        (1, K) normalised. A signal the stage-2 model does not generate stays at the portrait's."""
+        states = self.pose_blink.generate(audio, init, temperature=self.temperature, seed=seed).float()
+        record = self.pose_blink_record
+        raw = states * record["std"].to(states) + record["mean"].to(states)
+        length = audio.shape[1]
+        if self.signals == "both":
+            pose, blink = raw[..., :POSE_DIM], raw[..., POSE_DIM:]
+        elif self.signals == "pose":
+            pose, blink = raw, ref_blink[:, None].expand(-1, length, -1)
+        else:
+            pose, blink = ref_pose[:, None].expand(-1, length, -1), raw
+        return pose, blink, states[:, -1]
+
+    def _motion(
+        self,
+        context: torch.Tensor,
+        audio: torch.Tensor,
+        pose: torch.Tensor,
+        blink: torch.Tensor,
+        ref_pose: torch.Tensor,
+        ref_blink: torch.Tensor,
+        generator: torch.Generator,
+        progress: Progress | None,
+    ) -> torch.Tensor:
+        """Stage 3: motion x0 (1, 3, F, h, w) for one chunk's conditions."""
+        s = self.sampler_settings
+        sampler = make_sampler(
+            s["name"], self.diffusion.schedule, self.diffusion.prediction, s["num_steps"], s["eta"]
+        )
+        conditions = self.diffusion.conditions(audio, pose, blink, ref_pose, ref_blink)
+        with self._autocast():
+            x0 = self.diffusion.sample(
+                sampler,
+                context,
+                **conditions,
+                guidance_scale=s["guidance_scale"],
+                dynamic_threshold=s["dynamic_threshold"],
+                generator=generator,
+                progress=progress,
+            )
+        return x0.float()
+
+    def _render(self, source, x0: torch.Tensor) -> np.ndarray:
+        """Stage 1: x0 (1, 3, F, h, w) -> frames uint8 (F, S, S, 3), ``decode_batch_size`` frames a call."""
+        grid, occlusion = x0_to_motion(x0)
+        frames = []
+        for start in range(0, len(grid), self.decode_batch_size):
+            stop = start + self.decode_batch_size
+            with self._autocast():
+                batch = self.motion.decode(source, grid[start:stop], occlusion[start:stop])
+            uint8 = (batch.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            frames.append(uint8.permute(0, 2, 3, 1).cpu().numpy())
+        return np.concatenate(frames)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: the first CUDA device if there is one, else the CPU; anything else as torch reads it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} requested, but CUDA is not available (use device=cpu)")
+    return device

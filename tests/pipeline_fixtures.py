@@ -1,0 +1,178 @@
+"""Tiny stage checkpoints with random weights for the inference pipeline's tests (plumbing, not quality).
+
+`tiny_checkpoints(root)` writes one checkpoint per stage in the formats the stage loaders read, once per
+test session; tests also get helpers to write speech and portraits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from PIL import Image
+
+from dawn_lightning.data.audio_features import LogMelFeatures
+from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion
+from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
+from dawn_lightning.models.pose_blink.pbnet import PBNet
+from dawn_lightning.stages.audio_to_motion import file_sha256
+
+FRAME_SIZE = 64
+SMALL_MOTION = {"block_expansion": 8, "max_features": 32, "num_blocks": 3}
+UNET = {
+    "dim": 8,
+    "dim_mults": [1, 2],
+    "attn_heads": 2,
+    "attn_dim_head": 8,
+    "spatial_dim_head": 8,
+    "cross_heads": 2,
+    "resnet_groups": 4,
+    "window": 8,
+}
+_BUILT: dict[str, dict[str, Path]] = {}
+
+
+def _perturb(net: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
+    """Adds noise to every parameter, so that no zero-initialised layer hides a condition's effect."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator))
+
+
+def write_stage1(path: Path) -> MotionAutoencoder:
+    torch.manual_seed(0)
+    net = MotionAutoencoder(
+        num_regions=4,
+        region=SMALL_MOTION,
+        background=SMALL_MOTION,
+        flow=SMALL_MOTION,
+        generator={"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1},
+    ).eval()
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"motion_autoencoder_config": net.config, "state_dict": state}, path)
+    return net
+
+
+def write_stage2(path: Path, spec: dict | None = None, signals: str = "both") -> None:
+    torch.manual_seed(1)
+    spec = spec or LogMelFeatures().spec
+    width = {"both": 8, "pose": 6, "blink": 2}[signals]
+    net = PBNet(
+        state_dim=width,
+        audio_dim=spec["dim"],
+        pose_latent_dim=8,
+        audio_latent_dim=16,
+        ff_size=16,
+        num_layers=1,
+        num_heads=2,
+        dropout=0.0,
+        num_buckets=8,
+        max_distance=16,
+        window=50,
+    )
+    _perturb(net, 1)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    # units like a store's: pose around (2, -1, 0, 1, 0, 0) degrees/scale/shift, blinks around 0.3
+    state["state_mean"] = torch.tensor([2.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.3, 0.3])[:width]
+    state["state_std"] = torch.tensor([5.0, 4.0, 3.0, 0.05, 0.02, 0.02, 0.2, 0.2])[:width]
+    entry = {"class": "PBNet", "config": net.config, "signals": signals, "audio_features": spec}
+    torch.save({"pose_blink_generator": entry, "state_dict": state}, path)
+
+
+def write_stage3(path: Path, motion_path: Path, z_channels: int, spec: dict | None = None) -> None:
+    torch.manual_seed(2)
+    spec = spec or LogMelFeatures().spec
+    net = MotionDiffusion(audio_dim=spec["dim"], z_channels=z_channels, unet=UNET)
+    _perturb(net, 2)
+    net.set_statistics(torch.randn(100, spec["dim"]) - 5, torch.randn(100, 6) * 3, torch.rand(100, 2))
+    record = {
+        "config": net.config,
+        "motion_ckpt": str(motion_path),
+        "motion_ckpt_sha256": file_sha256(motion_path),
+        "sampler": {"name": "ddim", "num_steps": 20, "eta": 1.0, "dynamic_threshold": 0.9},
+        "audio_features": spec,
+        "frame_size": FRAME_SIZE,
+        "mean_face_box": [0.2, 0.2, 0.8, 0.8],
+    }
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"motion_diffusion": record, "state_dict": state}, path)
+
+
+def tiny_checkpoints(root: Path) -> dict[str, Path]:
+    """{"motion", "pose_blink", "diffusion", "pose_blink_40mels"} checkpoint paths under ``root``, written
+    once per session (the last one's audio features differ from stage 3's)."""
+    if "paths" not in _BUILT:
+        root.mkdir(parents=True, exist_ok=True)
+        paths = {k: root / f"{k}.ckpt" for k in ("motion", "pose_blink", "diffusion", "pose_blink_40mels")}
+        motion = write_stage1(paths["motion"])
+        write_stage2(paths["pose_blink"])
+        write_stage2(paths["pose_blink_40mels"], LogMelFeatures(n_mels=40).spec)
+        write_stage3(paths["diffusion"], paths["motion"], motion.z_channels)
+        _BUILT["paths"] = paths
+    return _BUILT["paths"]
+
+
+def speech(seconds: float, rate: int = 16_000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """Speech-like test audio (channels, N) float32: a pitched buzz under a syllable-rate envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * rate))) / rate
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2 / 4
+    buzz = np.sign(np.sin(2 * np.pi * 120 * t)) * 0.3 + 0.05 * rng.standard_normal(len(t))
+    mono = (envelope * buzz).astype(np.float32)
+    return np.stack([mono * (0.8 + 0.2 * c) for c in range(channels)])
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int = 16_000) -> Path:
+    """(channels, N) or (N,) float audio -> a 16-bit PCM wav."""
+    import soundfile
+
+    audio = np.atleast_2d(audio)
+    soundfile.write(str(path), audio.T, rate, subtype="PCM_16")
+    return path
+
+
+def portrait(size: tuple[int, int] = (80, 80), channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A uint8 (H, W, C) test image: a skin-toned ellipse with dark eyes and a mouth on a coloured ground."""
+    h, w = size
+    y, x = np.mgrid[:h, :w] / np.array([h, w])[:, None, None]
+    rng = np.random.default_rng(seed)
+    image = np.zeros((h, w, 3), np.float32) + rng.uniform(0.2, 0.6, 3)
+    face = ((x - 0.5) / 0.3) ** 2 + ((y - 0.5) / 0.38) ** 2 < 1
+    image[face] = (0.9, 0.7, 0.6)
+    for cx in (0.4, 0.6):
+        image[((x - cx) / 0.04) ** 2 + ((y - 0.42) / 0.03) ** 2 < 1] = 0.1
+    image[(np.abs(x - 0.5) < 0.1) & (np.abs(y - 0.68) < 0.02)] = (0.5, 0.1, 0.1)
+    out = (image * 255).astype(np.uint8)
+    if channels == 4:
+        alpha = np.where(face, 255, 0).astype(np.uint8)[..., None]
+        out = np.concatenate([out, alpha], axis=-1)
+    return out
+
+
+def bad_audio(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A bad speech input of ``kind`` (one of BAD_AUDIO) under ``tmp_path`` and a phrase its error holds."""
+    path = tmp_path / f"{kind}.wav"
+    if kind == "missing":
+        return path, "no such audio file"
+    if kind == "not_audio":
+        path.write_text("this is a text file, not a wav\n" * 20)
+        return path, "cannot decode audio"
+    if kind == "empty":
+        soundfile.write(str(path), np.zeros(0, np.float32), 16_000)
+        return path, "empty"
+    if kind == "silent":
+        write_wav(path, np.zeros(16_000, np.float32))
+        return path, "silent"
+    if kind == "too_short":
+        write_wav(path, speech(0.02)[0])
+        return path, "shorter than one video frame"
+    if kind == "image":
+        Image.fromarray(portrait()).save(path.with_suffix(".png"))
+        return path.with_suffix(".png"), "no audio stream"
+    raise AssertionError(kind)
+
+
+BAD_AUDIO = ["missing", "not_audio", "empty", "silent", "too_short", "image"]
