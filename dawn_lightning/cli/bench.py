@@ -12,13 +12,44 @@ import torch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dawn-bench", description=__doc__)
-    parser.add_argument("stage", choices=["stage1", "stage2"])
+    parser.add_argument("stage", choices=["stage1", "stage2", "stage3"])
     parser.add_argument("--checkpoint", help="a checkpoint of that stage to score (stage 2 needs one)")
     parser.add_argument("--store", default="data/synthetic64")
-    parser.add_argument("--out", default="experiments/bench")
+    parser.add_argument(
+        "--out", default="experiments/bench", help="a folder (writes <stage>.json there) or a .json file"
+    )
+    stage3 = parser.add_argument_group("stage3 (A2V denoiser speed and memory against F; no checkpoint)")
+    stage3.add_argument("--sizes", type=int, nargs="+", default=[64, 128], choices=[64, 128])
+    stage3.add_argument("--frames", type=int, nargs="+", default=[50, 100, 200, 400])
+    stage3.add_argument("--attention", nargs="+", default=["banded", "full"], choices=["banded", "full"])
+    stage3.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    stage3.add_argument("--threads", type=int, default=2, help="torch threads in each measuring process")
+    stage3.add_argument(
+        "--repeats", type=int, default=3, help="timed passes (median) after a warm-up; 1 for big ones"
+    )
+    stage3.add_argument(
+        "--sample-sizes",
+        type=int,
+        nargs="*",
+        default=[64],
+        help="sizes whose full DDIM sampling is run; elsewhere it is estimated as steps x the pass time",
+    )
     args = parser.parse_args(argv)
     results = {"torch_threads": torch.get_num_threads()}
-    if args.stage == "stage1":
+    if args.stage == "stage3":
+        from dawn_lightning.benchmarks import a2v
+
+        results = a2v.stage3(
+            sizes=args.sizes,
+            frames=args.frames,
+            attentions=args.attention,
+            steps=args.steps,
+            threads=args.threads,
+            repeats=args.repeats,
+            sample_sizes=args.sample_sizes,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    elif args.stage == "stage1":
         from dawn_lightning.benchmarks import motion
 
         results["training"] = motion.training_speed()
@@ -35,9 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         results["long_generation"] = pose_blink.long_generation(args.checkpoint, args.store)
         results["quality"] = pose_blink.track_quality(args.checkpoint, args.store)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.stage}.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    if out.suffix != ".json":
+        out = out / f"{args.stage}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    if args.stage == "stage3":
+        table = a2v.markdown(results)
+        out.with_suffix(".md").write_text(table + "\n")
+        print(table)
+        print(f"\nwritten: {out}, {out.with_suffix('.md')}")
+    else:
+        print(json.dumps(results, indent=1))
     return 0
 
 
