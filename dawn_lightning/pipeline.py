@@ -48,7 +48,7 @@ DEFAULT_SAMPLER = {
     "num_steps": 20,
     "eta": 1.0,
     "guidance_scale": 1.0,
-    "dynamic_threshold": 0.9,
+    "dynamic_threshold": None,
 }
 STAGE_DIRS = {"motion": "stage1", "pose_blink": "stage2", "diffusion": "stage3b"}
 Progress = Callable[[Iterable[int]], Iterable[int]]
@@ -317,7 +317,7 @@ class DawnPipeline:
             cfg["checkpoints"]["diffusion"],
             device=cfg["device"],
             precision=cfg["precision"],
-            sampler=dict(cfg["sampler"]),
+            sampler={k: v for k, v in dict(cfg["sampler"]).items() if v is not None},
             window=cfg["window"],
             decode_batch_size=cfg["decode_batch_size"],
             temperature=cfg["temperature"],

@@ -92,7 +92,7 @@ def write_stage3(path: Path, motion_path: Path, z_channels: int, spec: dict | No
         "config": net.config,
         "motion_ckpt": str(motion_path),
         "motion_ckpt_sha256": file_sha256(motion_path),
-        "sampler": {"name": "ddim", "num_steps": 20, "eta": 1.0, "dynamic_threshold": 0.9},
+        "sampler": {"name": "ddim", "num_steps": 2, "eta": 1.0, "dynamic_threshold": None},
         "audio_features": spec,
         "frame_size": FRAME_SIZE,
         "mean_face_box": [0.2, 0.2, 0.8, 0.8],

@@ -40,8 +40,9 @@ class AudioToMotionModule(L.LightningModule):
     whatever Lightning does, and left out of checkpoints, which record its path and SHA-256 instead.
 
     Loss = MSE(output, target) (eps-MSE for eps prediction)
-         + flow_weight * MSE(x0_pred clamped to [-1, 1], x0)
-         + lip_weight * the first term restricted to each frame's mouth box at latent resolution.
+         + flow_weight * MSE(x0_pred clamped to the batch's range of x0, x0)
+         + lip_weight * the first term restricted to each frame's mouth box at latent resolution,
+    all on the diffusion's variable (the normalised residual motion by default, see `MotionDiffusion`).
     The clamp bounds the x0 term at large t, where x0_pred = (x_t - sigma eps) / alpha multiplies the noise
     error by 1 / alpha (3e4 at t = 999 of the cosine schedule). Conditions are dropped per frame with
     probability ``cond_drop_prob`` (classifier-free guidance). Steps whose gradients are not finite are
@@ -69,7 +70,7 @@ class AudioToMotionModule(L.LightningModule):
         self.motion_ckpt_sha256 = file_sha256(motion_ckpt)
         self.net = net(z_channels=self.motion.z_channels)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.sampler_settings = {"name": "ddim", "num_steps": 20, "eta": 1.0, "dynamic_threshold": 0.9} | (
+        self.sampler_settings = {"name": "ddim", "num_steps": 20, "eta": 1.0, "dynamic_threshold": None} | (
             sampler or {}
         )
         self.jitter = self._color_jitter(color_jitter)
@@ -126,6 +127,22 @@ class AudioToMotionModule(L.LightningModule):
                 f"{self.net.spatial_factor}: use fewer dim_mults or another size"
             )
 
+    def on_fit_start(self) -> None:
+        if not bool(self.net.has_motion_scale):
+            self.net.set_motion_scale(self._training_motion_sample())
+            log.info("motion scale (std of the residual per channel): %s", self.net.motion_scale.tolist())
+
+    @torch.no_grad()
+    def _training_motion_sample(self, clips: int = 16) -> torch.Tensor:
+        """x0 of up to ``clips`` training clips, chosen deterministically (the same on every DDP rank)."""
+        dataset = self.trainer.datamodule.make_dataset("train", train=False)
+        picks = torch.linspace(0, len(dataset) - 1, min(clips, len(dataset))).round().long().unique()
+        items = [dataset[int(i)] for i in picks]
+        video = torch.stack([item["video"] for item in items]).to(self.device)
+        reference = torch.stack([item["reference"] for item in items]).to(self.device)
+        chunks = range(0, len(items), 4)
+        return torch.cat([self.motion_x0(video[i : i + 4], reference[i : i + 4], False)[0] for i in chunks])
+
     @torch.no_grad()
     def motion_x0(
         self, video: torch.Tensor, reference: torch.Tensor, augment: bool
@@ -146,6 +163,7 @@ class AudioToMotionModule(L.LightningModule):
 
     def inputs(self, batch: dict, augment: bool) -> dict[str, torch.Tensor]:
         x0, z_src = self.motion_x0(batch["video"], batch["reference"], augment)
+        x0 = self.net.normalise_motion(x0)
         cond = self.net.conditions(
             batch["audio"], batch["pose"], batch["blink"], batch["ref_pose"], batch["ref_blink"]
         )
@@ -173,7 +191,7 @@ class AudioToMotionModule(L.LightningModule):
         mouth = inputs["mouth"].expand_as(error)
         losses = {
             "denoise": error.mean(),
-            "x0_mse": ((terms["x0_pred"].float().clamp(-1, 1) - x0) ** 2).mean(),
+            "x0_mse": ((terms["x0_pred"].float().clamp(x0.min(), x0.max()) - x0) ** 2).mean(),
             "lip": (error * mouth).sum() / mouth.sum().clamp_min(1.0),
         }
         h = self.hparams
@@ -217,15 +235,15 @@ class AudioToMotionModule(L.LightningModule):
             self._val_batch = None
             return
         inputs, video = self._val_batch["inputs"], self._val_batch["video"]
-        generated_x0 = self.sample(inputs, seed=0)
-        self.log("val/sample_x0_mse", ((generated_x0 - inputs["x0"]) ** 2).mean(), sync_dist=True)
+        generated_x0, true_x0 = self.sample(inputs, seed=0), self.net.denormalise_motion(inputs["x0"])
+        self.log("val/sample_x0_mse", ((generated_x0 - true_x0) ** 2).mean(), sync_dist=True)
         frames = self.decode(self._val_batch["reference"], generated_x0)
-        reconstructed = self.decode(self._val_batch["reference"], inputs["x0"])
+        reconstructed = self.decode(self._val_batch["reference"], true_x0)
         self._log_videos(video, reconstructed, frames)
         self._val_batch = None
 
     def sample(self, inputs: dict, seed: int = 0) -> torch.Tensor:
-        """x0 (B, 3, F, h, w) sampled for a batch's conditions with the configured sampler."""
+        """Motion x0 (B, 3, F, h, w) sampled for a batch's conditions with the configured sampler."""
         s = self.sampler_settings
         sampler = make_sampler(s["name"], self.net.schedule, self.net.prediction, s["num_steps"], s["eta"])
         generator = torch.Generator(device=self.device).manual_seed(seed)
