@@ -56,6 +56,23 @@ def test_output_shape(frames: int, size: int):
     assert torch.isfinite(out).all()
 
 
+def test_static_channels_once_per_clip_equal_repeating_them():
+    torch.manual_seed(0)
+    net = UNet3D(**SMALL).eval()
+    x, t, audio, pose, blink = inputs(net, 2, 7, 8)
+    static = x[:, 2:, 0]
+    repeated = torch.cat([x[:, :2], static[:, :, None].expand(-1, -1, 7, -1, -1)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            net(x[:, :2], t, audio, pose, blink, static=static),
+            net(repeated, t, audio, pose, blink),
+            atol=1e-4,
+            rtol=1e-4,
+        )
+    with pytest.raises(ValueError, match="input channels"):
+        net(x[:, :3], t, audio, pose, blink, static=static)
+
+
 def test_config_rebuilds_the_network():
     torch.manual_seed(0)
     net = UNet3D(**SMALL, window=3)

@@ -57,10 +57,20 @@ class FrameConv3d(nn.Conv3d):
         super().__init__(*args, **kwargs)
         _check_per_frame(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
+        """``static`` (B, C_s, H, W): input channels that are the same in every frame, the last C_s of C_in;
+        ``x`` then holds only the first C_in - C_s. The convolution is linear, so their part is computed once
+        per clip instead of once per frame (the stage-3 stem: 272 of its 275 input channels)."""
+        weight = self.weight.squeeze(2)
         frames = rearrange(x, "b c f h w -> (b f) c h w")
-        out = F.conv2d(frames, self.weight.squeeze(2), self.bias, self.stride[1:], self.padding[1:])
-        return rearrange(out, "(b f) c h w -> b c f h w", b=x.shape[0]).contiguous()
+        if static is None:
+            out = F.conv2d(frames, weight, self.bias, self.stride[1:], self.padding[1:])
+            return rearrange(out, "(b f) c h w -> b c f h w", b=x.shape[0]).contiguous()
+        split = weight.shape[1] - static.shape[1]
+        per_frame = F.conv2d(frames, weight[:, :split], None, self.stride[1:], self.padding[1:])
+        shared = F.conv2d(static, weight[:, split:], self.bias, self.stride[1:], self.padding[1:])
+        out = rearrange(per_frame, "(b f) c h w -> b c f h w", b=x.shape[0]) + shared[:, :, None]
+        return out.contiguous()
 
 
 class FrameConvTranspose3d(nn.ConvTranspose3d):

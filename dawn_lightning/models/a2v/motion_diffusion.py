@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import nn
 
 from dawn_lightning.diffusion import NoiseSchedule, Sampler, guided_denoiser
@@ -192,13 +192,11 @@ class MotionDiffusion(nn.Module):
     ) -> torch.Tensor:
         """x_t (B, 3, F, h, w), t (B,), drop_cond a bool for all, or (B,) / (B, F) True where the conditions
         are replaced by the null condition -> the network output (B, 3, F, h, w)."""
-        frames = x_t.shape[2]
-        x = torch.cat([x_t, repeat(context, "b c h w -> b c f h w", f=frames)], dim=1)
         if isinstance(drop_cond, bool):
             drop_mask = torch.ones(len(x_t), dtype=torch.bool, device=x_t.device) if drop_cond else None
         else:
             drop_mask = drop_cond
-        return self.unet(x, t, audio, pose, blink, drop_mask=drop_mask)
+        return self.unet(x_t, t, audio, pose, blink, drop_mask=drop_mask, static=context)
 
     @torch.no_grad()
     def sample(

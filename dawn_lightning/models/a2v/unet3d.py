@@ -203,13 +203,19 @@ class UNet3D(nn.Module):
         pose: torch.Tensor,
         blink: torch.Tensor,
         drop_mask: torch.Tensor | None = None,
+        static: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x (B, C_in, F, h, w), t (B,) diffusion steps, audio (B, F, D_a), pose (B, F, D_p), blink (B, F,
         D_b), drop_mask (B, F) or (B,) bool, True where the conditions are dropped (classifier-free guidance)
-        -> (B, out_grid + out_conf, F, h, w)."""
+        -> (B, out_grid + out_conf, F, h, w).
+
+        static (B, C_s, h, w): the last C_s input channels when they are the same in every frame (z_src and
+        the face embedding); x then holds the first C_in - C_s. Same result as repeating them over the frames,
+        without convolving them F times."""
         b, c, f, h, w = x.shape
-        if c != self.channels:
-            raise ValueError(f"expected {self.channels} input channels, got {c}")
+        c_static = 0 if static is None else static.shape[1]
+        if c + c_static != self.channels:
+            raise ValueError(f"expected {self.channels} input channels, got {c} + {c_static} static")
         factor = 2**self.num_downsamples
         if h % factor or w % factor:
             raise ValueError(f"h and w must be divisible by {factor}, got {h} x {w}")
@@ -221,7 +227,7 @@ class UNet3D(nn.Module):
         conds = self._null_conditions((audio, pose, blink), drop_mask)
         bias = self.time_rel_pos_bias
 
-        stem = self.init_conv(x)
+        stem = self.init_conv(x, static)
         x = self.init_temporal_attn(stem, pos_bias=bias)
         time_emb = self.time_mlp(t)
         skips = []
