@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -65,6 +65,7 @@ class GeneratedVideo:
     blink: np.ndarray
     fps: int = FPS
     sample_rate: int = SAMPLE_RATE
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the generation
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -431,6 +432,12 @@ class DawnPipeline:
         speech = fit_length(speech, num_frames)
         started = time.perf_counter()
         features = torch.from_numpy(self.features(speech, num_frames)).to(self.device)[None]
+        timings = {
+            "audio_features": time.perf_counter() - started,
+            "stage2": 0.0,
+            "stage3": 0.0,
+            "stage1": 0.0,
+        }
         state = self.initial_state(image)
         source = self.motion.encode(image[None].to(self.device))
         context = self.diffusion.context(source.z, state.face_box[None].to(self.device))
@@ -448,18 +455,30 @@ class DawnPipeline:
         frames, poses, blinks = [], [], []
         for index, (start, stop) in enumerate(bounds):
             audio_chunk = features[:, start:stop]
+            clock = time.perf_counter()
             if given is None:
                 pose, blink, init = self._pose_blink(audio_chunk, init, seed + index, ref_pose, ref_blink)
             else:
                 pose = torch.from_numpy(given[0][start:stop]).to(self.device)[None]
                 blink = torch.from_numpy(given[1][start:stop]).to(self.device)[None]
+            timings["stage2"] += time.perf_counter() - clock
+            clock = time.perf_counter()
             x0 = self._motion(context, audio_chunk, pose, blink, ref_pose, ref_blink, generator, progress)
+            timings["stage3"] += time.perf_counter() - clock
+            clock = time.perf_counter()
             frames.append(self._render(source, x0))
+            timings["stage1"] += time.perf_counter() - clock
             poses.append(pose[0].float().cpu().numpy())
             blinks.append(blink[0].float().cpu().numpy())
         log.info("generated in %.1f s", time.perf_counter() - started)
         return GeneratedVideo(
-            np.concatenate(frames), speech, np.concatenate(poses), np.concatenate(blinks), FPS, SAMPLE_RATE
+            np.concatenate(frames),
+            speech,
+            np.concatenate(poses),
+            np.concatenate(blinks),
+            FPS,
+            SAMPLE_RATE,
+            {k: round(v, 3) for k, v in timings.items()},
         )
 
     def _chunks(self, num_frames: int) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ from dawn_lightning.models.a2v.temporal_attention import TemporalAttention
 from dawn_lightning.pipeline import DawnPipeline, chunk_bounds, default_checkpoints, load_pose_blink
 from tests.pipeline_fixtures import BAD_AUDIO, bad_audio, portrait, speech, tiny_checkpoints
 
-REALDATA = Path("/work/shared/realdata")
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
 
 @pytest.fixture(scope="module")
