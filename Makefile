@@ -66,6 +66,7 @@ demo: setup ## the whole method on a CPU: synthetic data, stages 1-3, a video in
 bench: setup ## measure speed and quality: make bench [CKPT=<stage-1 ckpt>] [CKPT2=<stage-2 ckpt>]
 	$(BIN)/dawn-bench stage1 $(if $(CKPT),--checkpoint $(CKPT))
 	$(BIN)/dawn-bench stage3 --out experiments/bench/stage3.json
+	$(BIN)/dawn-bench generate --out experiments/bench/generation.json
 	$(if $(CKPT2),$(BIN)/dawn-bench stage2 --checkpoint $(CKPT2))
 
 tensorboard: setup ## serve TensorBoard over experiments/

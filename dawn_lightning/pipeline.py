@@ -478,7 +478,7 @@ class DawnPipeline:
             np.concatenate(blinks),
             FPS,
             SAMPLE_RATE,
-            {k: round(v, 3) for k, v in timings.items()},
+            timings,
         )
 
     def _chunks(self, num_frames: int) -> list[tuple[int, int]]:

@@ -12,7 +12,7 @@ import torch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dawn-bench", description=__doc__)
-    parser.add_argument("stage", choices=["stage1", "stage2", "stage3"])
+    parser.add_argument("stage", choices=["stage1", "stage2", "stage3", "generate"])
     parser.add_argument("--checkpoint", help="a checkpoint of that stage to score (stage 2 needs one)")
     parser.add_argument("--store", default="data/synthetic64")
     parser.add_argument(
@@ -34,6 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[64],
         help="sizes whose full DDIM sampling is run; elsewhere it is estimated as steps x the pass time",
     )
+    generate = parser.add_argument_group(
+        "generate (end to end, portrait + speech -> mp4, per phase; also uses --sizes, --steps, --threads; "
+        "writes generation.json)"
+    )
+    generate.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="lengths of speech")
+    generate.add_argument("--decode-batch-size", type=int, default=32, help="frames per stage-1 decoder call")
+    generate.add_argument(
+        "--warmup-seconds", type=float, default=1.0, help="an unmeasured generation first (0: none)"
+    )
     args = parser.parse_args(argv)
     results = {"torch_threads": torch.get_num_threads()}
     if args.stage == "stage3":
@@ -47,6 +56,18 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             repeats=args.repeats,
             sample_sizes=args.sample_sizes,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    elif args.stage == "generate":
+        from dawn_lightning.benchmarks import generation
+
+        results = generation.generation(
+            sizes=args.sizes,
+            seconds=args.seconds,
+            steps=args.steps,
+            threads=args.threads,
+            decode_batch_size=args.decode_batch_size,
+            warmup_seconds=args.warmup_seconds,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
     elif args.stage == "stage1":
@@ -67,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         results["quality"] = pose_blink.track_quality(args.checkpoint, args.store)
     out = Path(args.out)
     if out.suffix != ".json":
-        out = out / f"{args.stage}.json"
+        out = out / ("generation.json" if args.stage == "generate" else f"{args.stage}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    if args.stage == "stage3":
-        table = a2v.markdown(results)
+    if args.stage in ("stage3", "generate"):
+        table = (a2v if args.stage == "stage3" else generation).markdown(results)
         out.with_suffix(".md").write_text(table + "\n")
         print(table)
         print(f"\nwritten: {out}, {out.with_suffix('.md')}")
