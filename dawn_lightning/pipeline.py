@@ -49,7 +49,10 @@ DEFAULT_SAMPLER = {
     "eta": 1.0,
     "guidance_scale": 1.0,
     "dynamic_threshold": None,
+    "spacing": "reference",  # the timesteps of a few-step run (see `sampling_timesteps`)
+    "reference_alpha_offset": False,  # DDIM: the DAWN reference's off-by-one alpha_bar (imported weights)
 }
+BLINK_SEED_OFFSET = 1_000_003  # the blink model of a pose/blink pair draws its latents from seed + this
 STAGE_DIRS = {"motion": "stage1", "pose_blink": "stage2", "diffusion": "stage3b"}
 Progress = Callable[[Iterable[int]], Iterable[int]]
 
@@ -115,6 +118,59 @@ class MeanInitialState:
             )
             self._warned = True
         return self.state
+
+
+class PoseBlinkPair(nn.Module):
+    """Two stage-2 generators used as one joint model: a pose-only (6) and a blink-only (2) one, as the
+    released DAWN has. ``generate`` takes and returns joint normalised states (B, 8): pose, then blink."""
+
+    def __init__(self, pose: nn.Module, blink: nn.Module):
+        super().__init__()
+        self.pose, self.blink = pose, blink
+        self.config = {"audio_dim": pose.config["audio_dim"], "pose": pose.config, "blink": blink.config}
+
+    @torch.no_grad()
+    def generate(
+        self, audio: torch.Tensor, init_state: torch.Tensor, temperature: float = 1.0, seed: int | None = None
+    ) -> torch.Tensor:
+        """audio (B, T, D), init_state (B, 8) -> states (B, T, 8)."""
+        blink_seed = None if seed is None else seed + BLINK_SEED_OFFSET
+        pose = self.pose.generate(audio, init_state[:, :POSE_DIM], temperature=temperature, seed=seed)
+        blink = self.blink.generate(audio, init_state[:, POSE_DIM:], temperature=temperature, seed=blink_seed)
+        return torch.cat([pose, blink], dim=-1)
+
+
+def load_pose_blink_pair(
+    pose_ckpt: str | os.PathLike, blink_ckpt: str | os.PathLike
+) -> tuple[PoseBlinkPair, dict]:
+    """A pose-only and a blink-only stage-2 checkpoint as one `PoseBlinkPair` and a joint record."""
+    from dawn_lightning.stages.pose_blink import load_pose_blink_generator
+
+    nets, records = {}, {}
+    for signal, path in (("pose", pose_ckpt), ("blink", blink_ckpt)):
+        nets[signal], records[signal] = load_pose_blink_generator(path)
+        if records[signal]["signals"] != signal:
+            raise ValueError(
+                f"{path}: a stage-2 model of {records[signal]['signals']!r}, but checkpoints.{signal} needs "
+                f"a {signal}-only one"
+            )
+    specs = [
+        records[k]["audio_features"] for k in ("pose", "blink") if records[k]["audio_features"] is not None
+    ]
+    if len(specs) == 2 and dict(specs[0]) != dict(specs[1]):
+        raise ValueError(
+            f"the pose model {pose_ckpt} and the blink model {blink_ckpt} were trained on different audio "
+            f"features: {dict(specs[0])} vs {dict(specs[1])}"
+        )
+    if nets["pose"].config["audio_dim"] != nets["blink"].config["audio_dim"]:
+        raise ValueError(f"{pose_ckpt} and {blink_ckpt} take audio features of different widths")
+    record = {
+        "mean": torch.cat([records["pose"]["mean"], records["blink"]["mean"]]),
+        "std": torch.cat([records["pose"]["std"], records["blink"]["std"]]),
+        "signals": "both",
+        "audio_features": specs[0] if specs else None,
+    }
+    return PoseBlinkPair(nets["pose"], nets["blink"]).eval(), record
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -184,11 +240,12 @@ class DawnPipeline:
     """Portrait + speech -> `GeneratedVideo`, from the three stages' networks and checkpoint records.
 
     motion: stage 1 (`load_motion_autoencoder`); pose_blink, pose_blink_record: stage 2
-    (`load_pose_blink_generator`); diffusion, diffusion_record: stage 3 (`load_motion_diffusion`).
+    (`load_pose_blink_generator`, or `load_pose_blink_pair`); diffusion, diffusion_record: stage 3
+    (`load_motion_diffusion`; its notices, e.g. of imported weights, are logged once here).
     device, precision: where to run ("auto": CUDA if available) and the autocast dtype of the networks
         ("fp32", "bf16" or "fp16").
-    sampler: overrides of {name, num_steps, eta, guidance_scale, dynamic_threshold}; the stage-3
-        checkpoint's settings otherwise.
+    sampler: overrides of {name, num_steps, eta, guidance_scale, dynamic_threshold, spacing,
+        reference_alpha_offset}; the stage-3 checkpoint's settings otherwise.
     window: the temporal attention band of stage 3 in frames; None keeps the trained value.
     decode_batch_size: frames per stage-1 decoder call.
     temperature: scale of stage 2's latent noise.
@@ -236,6 +293,8 @@ class DawnPipeline:
         self.pose_blink = pose_blink.to(self.device).eval()
         self.diffusion = diffusion.to(self.device).eval()
         self.pose_blink_record, self.diffusion_record = pose_blink_record, diffusion_record
+        for notice in diffusion_record.get("warnings") or ():
+            log.warning("%s: %s", self.names["diffusion"], notice)
         self.features = features_from_spec(self._audio_spec())
         self._check_sizes()
         self.sampler_settings = (
@@ -254,28 +313,35 @@ class DawnPipeline:
     def from_checkpoints(
         cls,
         motion_ckpt: str | os.PathLike,
-        pose_blink_ckpt: str | os.PathLike,
+        pose_blink_ckpt: str | os.PathLike | tuple[str | os.PathLike, str | os.PathLike],
         diffusion_ckpt: str | os.PathLike,
         device: str | torch.device = "cpu",
         precision: str = "fp32",
         **options: Any,
     ) -> DawnPipeline:
         """Loads the three stages' checkpoints (files, or run folders holding ``checkpoints/last.ckpt``);
-        ``options`` are the constructor's keyword arguments."""
+        stage 2 is one checkpoint or a (pose-only, blink-only) pair. ``options`` are the constructor's
+        keyword arguments."""
         from dawn_lightning.stages.audio_to_motion import check_motion_checkpoint, load_motion_diffusion
         from dawn_lightning.stages.motion import load_motion_autoencoder
         from dawn_lightning.stages.pose_blink import load_pose_blink_generator
 
         paths = {
             "motion": resolve_checkpoint(motion_ckpt),
-            "pose_blink": resolve_checkpoint(pose_blink_ckpt),
             "diffusion": resolve_checkpoint(diffusion_ckpt),
         }
         motion = load_motion_autoencoder(paths["motion"])
-        pose_blink, pose_blink_record = load_pose_blink_generator(paths["pose_blink"])
+        names = {k: f"stage-{i} checkpoint {paths[k]}" for i, k in ((1, "motion"), (3, "diffusion"))}
+        if isinstance(pose_blink_ckpt, tuple | list):
+            pose_path, blink_path = (resolve_checkpoint(p) for p in pose_blink_ckpt)
+            pose_blink, pose_blink_record = load_pose_blink_pair(pose_path, blink_path)
+            names["pose_blink"] = f"stage-2 checkpoints {pose_path} (pose) and {blink_path} (blink)"
+        else:
+            pose_blink, pose_blink_record = load_pose_blink_generator(resolve_checkpoint(pose_blink_ckpt))
+            names["pose_blink"] = f"stage-2 checkpoint {resolve_checkpoint(pose_blink_ckpt)}"
         diffusion, diffusion_record = load_motion_diffusion(paths["diffusion"])
         check_motion_checkpoint(diffusion_record, paths["motion"])
-        names = {k: f"stage-{i} checkpoint {p}" for i, (k, p) in zip((1, 2, 3), paths.items(), strict=True)}
+        names = {k: names[k] for k in ("motion", "pose_blink", "diffusion")}
         for name in names.values():
             log.info("%s", name)
         return cls(
@@ -311,11 +377,19 @@ class DawnPipeline:
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> DawnPipeline:
-        """From a composed ``conf/generate.yaml`` (checkpoints, device, precision and the options)."""
+        """From a composed ``conf/generate.yaml`` (checkpoints, device, precision and the options); stage 2
+        is ``checkpoints.pose_blink``, or the pair ``checkpoints.pose`` + ``checkpoints.blink`` when set."""
+        checkpoints = cfg["checkpoints"]
+        pose, blink = checkpoints.get("pose"), checkpoints.get("blink")
+        if (pose is None) != (blink is None):
+            raise ValueError(
+                "checkpoints.pose and checkpoints.blink go together (a pose-only and a blink-only stage-2 "
+                "model, as the released DAWN has): set both, or neither to use checkpoints.pose_blink"
+            )
         return cls.from_checkpoints(
-            cfg["checkpoints"]["motion"],
-            cfg["checkpoints"]["pose_blink"],
-            cfg["checkpoints"]["diffusion"],
+            checkpoints["motion"],
+            (pose, blink) if pose is not None else checkpoints["pose_blink"],
+            checkpoints["diffusion"],
             device=cfg["device"],
             precision=cfg["precision"],
             sampler={k: v for k, v in dict(cfg["sampler"]).items() if v is not None},
@@ -374,13 +448,19 @@ class DawnPipeline:
             )
 
     def _mean_initial_state(self) -> MeanInitialState:
+        """The stage-3 checkpoint's recorded initial state if it has one (imported weights: the reference's
+        defaults), else the stage-2 training data's mean."""
+        box = torch.tensor(self.diffusion_record["mean_face_box"])
+        recorded = self.diffusion_record.get("initial_state")
+        if recorded:
+            return MeanInitialState(box, torch.tensor(recorded["pose"]), torch.tensor(recorded["blink"]))
         mean = self.pose_blink_record["mean"].float().cpu()
         pose, blink = torch.zeros(POSE_DIM), torch.zeros(BLINK_DIM)
         if self.signals in ("both", "pose"):
             pose = mean[:POSE_DIM]
         if self.signals in ("both", "blink"):
             blink = mean[-BLINK_DIM:]
-        return MeanInitialState(torch.tensor(self.diffusion_record["mean_face_box"]), pose, blink)
+        return MeanInitialState(box, pose, blink)
 
     @property
     def frame_size(self) -> int:
@@ -540,7 +620,13 @@ class DawnPipeline:
         """Stage 3: motion x0 (1, 3, F, h, w) for one chunk's conditions."""
         s = self.sampler_settings
         sampler = make_sampler(
-            s["name"], self.diffusion.schedule, self.diffusion.prediction, s["num_steps"], s["eta"]
+            s["name"],
+            self.diffusion.schedule,
+            self.diffusion.prediction,
+            s["num_steps"],
+            s["eta"],
+            s["spacing"],
+            bool(s["reference_alpha_offset"]) and s["name"] == "ddim",  # a DDIM detail of the reference
         )
         conditions = self.diffusion.conditions(audio, pose, blink, ref_pose, ref_blink)
         with self._autocast():

@@ -1,5 +1,6 @@
 """Stage 1 against golden vectors made with the DAWN reference code (../shared/reference/golden): the same
-weights and inputs must give the same outputs (tolerance from the vectors' README: atol 1e-4)."""
+weights, mapped as `dawn-import-dawn` maps the released LFG, and inputs must give the same outputs (tolerance
+from the vectors' README: atol 1e-4)."""
 
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import torch
 
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.geometry import symmetric_eig2x2
+from dawn_lightning.released.mapping import load_checked, map_lfg
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared/reference/golden/lfg_small.safetensors"
+GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "reference/golden/lfg_small.safetensors"
 pytestmark = pytest.mark.skipif(not GOLDEN.exists(), reason="reference golden vectors not present")
 SMALL = {"block_expansion": 8, "max_features": 64, "num_blocks": 3}
 
@@ -30,8 +32,13 @@ def golden():
             "num_bottleneck_blocks": 1,
         },
     )
-    state = {k.removeprefix("state."): v for k, v in tensors.items() if k.startswith("state.")}
-    model.load_state_dict(state, strict=True)  # every key and shape of the reference, nothing else
+    # the released LFG file nests its sub-modules' state dicts: rebuild that, then map it as the importer does
+    modules: dict[str, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            module, name = key.removeprefix("state.").split(".", 1)
+            modules.setdefault(module, {})[name] = value
+    load_checked(model, map_lfg(modules), GOLDEN.name)  # every key and shape of the reference, nothing else
     return model.eval(), tensors
 
 

@@ -14,9 +14,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder, NullOrTokenAttention, layer_norm_last
-from dawn_lightning.models.a2v.unet3d import UNet3D, convert_reference_state_dict
+from dawn_lightning.models.a2v.unet3d import UNet3D
+from dawn_lightning.released.mapping import load_checked, map_a2v
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared/reference/golden/unet3d_small.safetensors"
+GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "reference/golden/unet3d_small.safetensors"
 SMALL = dict(
     dim=8,
     dim_mults=(1, 2, 4, 8),
@@ -185,11 +186,17 @@ def test_bad_inputs_raise():
 @pytest.mark.skipif(not GOLDEN.exists(), reason="reference golden file absent")
 def test_matches_reference_golden():
     golden = load_file(GOLDEN)
-    state = {k.removeprefix("state.unet."): v for k, v in golden.items() if k.startswith("state.unet.")}
+    # as in a released DAWN_*.pth "diffusion" entry: the U-Net under denoise_fn. and the schedule buffers,
+    # mapped (and the schedule checked) by the importer's function
+    released = {
+        k.replace("state.unet.", "denoise_fn.", 1): v
+        for k, v in golden.items()
+        if k.startswith("state.unet.")
+    } | {k.removeprefix("diffusion."): v for k, v in golden.items() if k.startswith("diffusion.")}
     net = UNet3D(
         dim=8, channels=8, cond_audio=32, attn_heads=2, attn_dim_head=8, window=4, learn_null_cond=False
     ).eval()
-    net.load_state_dict(convert_reference_state_dict(state), strict=True)
+    load_checked(net, map_a2v(released), GOLDEN.name)
     cond = golden["input.cond"]
     audio, pose, blink = cond[..., :32], cond[..., 32:38], cond[..., 38:]
     with torch.no_grad():

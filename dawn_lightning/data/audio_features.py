@@ -76,6 +76,13 @@ def features_from_spec(spec: dict) -> LogMelFeatures:
     from dataclasses import fields
 
     kind = spec.get("kind")
+    if kind == "hubert":  # what the released DAWN weights were trained on (see dawn_lightning.released)
+        raise ValueError(
+            "audio features of kind 'hubert' cannot be computed by this version: HuBERT extraction needs the "
+            "setting hubert_path (a local copy of facebook/hubert-large-ls960-ft, from "
+            "https://huggingface.co/facebook/hubert-large-ls960-ft, read through `transformers`), which "
+            f"comes with real-video preprocessing (dawn-preprocess); the spec is {spec}"
+        )
     if kind not in FEATURE_KINDS:
         raise ValueError(
             f"audio features of kind {kind!r} are not supported by this version (supported: "
