@@ -35,3 +35,4 @@ def test_demo_reuses_checkpoints_and_writes_its_report(synthetic, tmp_path, one_
     assert (out / "contact_sheet.png").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert clip.clip_id in report and "lip-sync proxy" in report and "stage 3 B" in report
+    assert -1 <= metrics["mouth_audio_corr_stage1"] <= 1 and metrics["frame_change_stage1"] >= 0
