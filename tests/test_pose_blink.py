@@ -7,6 +7,7 @@ import torch
 
 from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
+from dawn_lightning.models.pose_blink.diffusion import PoseDiffusion
 from dawn_lightning.models.pose_blink.discriminator import SequenceDiscriminator
 from dawn_lightning.models.pose_blink.layers import band_bias
 from dawn_lightning.models.pose_blink.pbnet import PBNet
@@ -141,6 +142,149 @@ def test_gan_steps_update_generator_and_discriminator_separately(tiny_store, mon
     assert g_is_net and g_changed == {"net"}  # the generator step moves only the generator
     assert not d_is_net and d_changed == {"discriminator"}  # the discriminator step moves only it...
     assert d_left_generator_grads  # ...and its loss (on detached fakes) sends no gradient into the generator
+
+
+def _fit_recording_steps(module: PoseBlinkModule, store, monkeypatch, batches: int) -> list[str]:
+    """Train ``batches`` batches; returns which network each optimiser step moved, in order."""
+    import lightning as L
+
+    from dawn_lightning.data.datamodules import PoseBlinkDataModule
+
+    calls = []
+    original = module._step
+
+    def recording_step(optimizer, loss, target):
+        calls.append("generator" if target is module.net else "discriminator")
+        original(optimizer, loss, target)
+
+    monkeypatch.setattr(module, "_step", recording_step)
+    trainer = L.Trainer(
+        max_epochs=batches,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=PoseBlinkDataModule(str(store), window=20, batch_size=3))
+    return calls
+
+
+@pytest.mark.parametrize("gan_input", ["reconstruction", "prior"])
+def test_gan_delay_keeps_the_discriminator_out_until_its_batch(tiny_store, monkeypatch, gan_input):
+    discriminator = SequenceDiscriminator(8)
+    initial = {k: v.clone() for k, v in discriminator.state_dict().items()}
+    module = PoseBlinkModule(
+        PBNet(state_dim=8, audio_dim=8, **SMALL),
+        functools.partial(torch.optim.AdamW, lr=1e-3),
+        discriminator=discriminator,
+        gan_delay=3,
+        gan_loss="lsgan",
+        gan_input=gan_input,
+    )
+    seen = []
+    original = discriminator.forward
+    monkeypatch.setattr(discriminator, "forward", lambda x: seen.append(module.batches_seen) or original(x))
+    calls = _fit_recording_steps(module, tiny_store, monkeypatch, batches=3)
+    assert calls == ["generator"] * 3 and not seen  # batches 0-2: neither used nor updated
+    assert all(torch.equal(initial[k], v) for k, v in discriminator.state_dict().items())
+    module.discriminator = discriminator = SequenceDiscriminator(8)  # a new run of 5 batches: from batch 3 on
+    original, seen[:] = discriminator.forward, []
+    monkeypatch.setattr(discriminator, "forward", lambda x: seen.append(module.batches_seen) or original(x))
+    calls = _fit_recording_steps(module, tiny_store, monkeypatch, batches=5)
+    assert calls == ["generator"] * 4 + ["discriminator", "generator", "discriminator"]
+    assert sorted(set(seen)) == [3, 4]
+
+
+def test_gan_losses_and_options_are_checked():
+    from dawn_lightning.stages.pose_blink import GAN_LOSSES
+
+    logits = torch.tensor([0.0, 2.0])
+    assert GAN_LOSSES["lsgan"](logits, True) == pytest.approx(0.5 * (1 + 1) / 2)
+    assert GAN_LOSSES["lsgan"](logits, False) == pytest.approx(0.5 * (0 + 4) / 2)
+    assert GAN_LOSSES["bce"](logits, True) == pytest.approx(
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.ones(2)).item()
+    )
+    with pytest.raises(ValueError, match="gan_loss"):
+        _module(gan_loss="wasserstein")
+    with pytest.raises(ValueError, match="sample_deltas"):
+        PoseBlinkModule(
+            PoseDiffusion(8, 12, **TINY_DIFFUSION), functools.partial(torch.optim.AdamW), gan_input="prior"
+        )
+
+
+def test_blink_weight_scales_only_the_blink_channels():
+    module = _module(blink_weight=4.0)
+    assert module.channel_weights.tolist() == [1.0] * 6 + [4.0] * 2
+    pose_only = PoseBlinkModule(
+        PBNet(state_dim=6, audio_dim=12, **SMALL), functools.partial(torch.optim.AdamW), signals="pose"
+    )
+    assert pose_only.channel_weights.tolist() == [1.0] * 6
+    x, audio, mask = torch.randn(2, 30, 8), torch.randn(2, 30, 12), torch.ones(2, 30, dtype=torch.bool)
+    net = module.net.eval()
+    torch.manual_seed(0)
+    plain = net.losses(x, audio, mask)
+    torch.manual_seed(0)
+    velocity_weights = torch.arange(1.0, 9.0)
+    weighted = net.losses(x, audio, mask, module.channel_weights, velocity_weights)
+    error = (plain["delta"] - (x - x[:, :1])) ** 2
+    expected = (error[..., :6].sum() + 4 * error[..., 6:].sum()) / error.numel()
+    torch.testing.assert_close(weighted["reconstruction"], expected)
+    speed = (plain["delta"].diff(dim=1) - x.diff(dim=1)) ** 2
+    torch.testing.assert_close(plain["velocity"], speed.mean())
+    torch.testing.assert_close(weighted["velocity"], (speed * velocity_weights).mean())
+
+
+def test_anchored_generators_start_at_the_initial_state():
+    torch.manual_seed(0)
+    audio, init = torch.randn(2, 40, 12), torch.randn(2, 8)
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, 30:] = False
+    for net in (small_pbnet(anchor=True), PoseDiffusion(8, 12, anchor=True, **TINY_DIFFUSION)):
+        states = net.eval().generate(audio, init, seed=0, mask=mask)
+        torch.testing.assert_close(states[:, 0], init)
+        assert not torch.allclose(states[0, 1:], init[0].expand(39, -1))  # it still moves afterwards
+    free = small_pbnet().eval().generate(audio, init, seed=0)
+    assert not torch.allclose(free[:, 0], init)  # the reference's decoder does not start there
+
+
+def test_initial_logvar_starts_the_posterior_narrow():
+    net = small_pbnet(initial_logvar=-4.0)
+    torch.testing.assert_close(net.encoder.sigma_layer.bias, torch.full((32,), -4.0))
+    assert small_pbnet().encoder.sigma_layer.bias.abs().max() < 1
+
+
+@pytest.mark.parametrize("audio_context", [None, 3])
+def test_diffusion_options_ignore_padded_frames(audio_context):
+    torch.manual_seed(0)
+    options = {"conv_kernel": 5, "audio_dropout": 0.3, "anchor": True, "start_frames": 4}
+    net = PoseDiffusion(8, 12, audio_context=audio_context, **options, **TINY_DIFFUSION).eval()
+    x_t, audio = torch.randn(2, 30, 8), torch.randn(2, 30, 12)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    mask[1, 18:] = False
+    t, init = torch.tensor([500, 20]), torch.randn(2, 8)
+    changed_x, changed_audio = x_t.clone(), audio.clone()
+    changed_x[1, 18:], changed_audio[1, 18:] = 50.0, -20.0
+    with torch.no_grad():
+        a = net.denoiser(x_t, t, audio, init, mask)
+        b = net.denoiser(changed_x, t, changed_audio, init, mask)
+    torch.testing.assert_close(a[:, :18], b[:, :18])
+    torch.testing.assert_close(a[0], b[0])
+
+
+def test_local_audio_reaches_only_its_context():
+    torch.manual_seed(0)
+    net = PoseDiffusion(8, 12, audio_context=3, **TINY_DIFFUSION).eval()
+    torch.nn.init.normal_(net.output.weight)  # zero at initialisation
+    x_t, audio, init = torch.randn(1, 40, 8), torch.randn(1, 40, 12), torch.randn(1, 8)
+    mask, t = torch.ones(1, 40, dtype=torch.bool), torch.tensor([300])
+    changed = audio.clone()
+    changed[0, 20] += 3.0
+    with torch.no_grad():
+        a, b = net.denoiser(x_t, t, audio, init, mask), net.denoiser(x_t, t, changed, init, mask)
+    moved = (a - b).abs().amax(-1)[0] > 0
+    assert moved[17:24].all() and not moved[:17].any() and not moved[24:].any()
 
 
 TINY_DIFFUSION = {"width": 32, "num_layers": 1, "ff_size": 64, "sampling_steps": 4}

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dawn_lightning import FPS
 from dawn_lightning.metrics.motion_stats import (
     beat_align_score,
     blink_rate,
@@ -20,6 +21,19 @@ from dawn_lightning.metrics.motion_stats import (
 
 log = logging.getLogger(__name__)
 SIGNALS = {"pose": ("pose",), "blink": ("blink",), "both": ("pose", "blink")}
+CHANNELS = {"pose": 6, "blink": 2}
+DEFAULT_LOSS_WEIGHTS = {"velocity": 0.0}
+
+
+def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
+
+
+def _least_squares(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    return 0.5 * ((logits - float(real)) ** 2).mean()
+
+
+GAN_LOSSES = {"bce": _bce, "lsgan": _least_squares}
 CHECKPOINT_KEY = "pose_blink_generator"
 
 
@@ -28,10 +42,20 @@ class PoseBlinkModule(L.LightningModule):
 
     States are normalised with per-channel statistics of the training store (computed at setup, saved in the
     checkpoint as buffers). The generator ``net`` returns unweighted loss terms from
-    ``losses(x, audio, mask)`` (PBNet: reconstruction + KL; diffusion: denoising) and its predicted deltas;
-    this module weights them (KL warm-up: 0 for ``kl_delay`` batches, then linear to ``kl_weight`` over
-    ``kl_warmup`` batches) and, with a ``discriminator``, alternates a generator step and a discriminator
-    step on detached fakes.
+    ``losses(x, audio, mask, channel_weights, velocity_weights)`` (PBNet: reconstruction, velocity, KL;
+    diffusion: denoising, velocity) and its predicted deltas. This module weights them:
+
+    - ``loss_weights`` by term name (1 where absent; velocity 0 by default); the blink channels' errors by
+      ``blink_weight`` (blinks are rare and 2 of 8 channels); the velocity errors also by the inverse
+      variance of each channel's frame-to-frame differences;
+    - KL warm-up: 0 for ``kl_delay`` batches, then linear to ``kl_weight`` over ``kl_warmup`` batches;
+    - with a ``discriminator``, from batch ``gan_delay`` on, a generator step (plus ``gan_weight`` times the
+      adversarial term) alternates with a discriminator step on detached fakes; before that the
+      discriminator is neither used nor updated. ``gan_loss``: ``bce`` (the reference's) or ``lsgan``
+      (least squares, Mao et al. 2017: bounded gradients when the discriminator wins). ``gan_input``: the
+      fakes are the reconstructions from the posterior (``reconstruction``, the reference's) or tracks
+      decoded from prior samples (``prior``, the cLR-GAN half of BicycleGAN, Zhu et al. 2017: what
+      generation uses).
     """
 
     def __init__(
@@ -45,12 +69,23 @@ class PoseBlinkModule(L.LightningModule):
         kl_warmup: int = 1000,
         discriminator: nn.Module | None = None,
         gan_weight: float = 0.6,
+        gan_delay: int = 0,
+        gan_loss: str = "bce",
+        gan_input: str = "reconstruction",
+        loss_weights: dict[str, float] | None = None,
+        blink_weight: float = 1.0,
         gradient_clip: float = 2.0,
         num_plotted: int = 2,
     ):
         super().__init__()
         if signals not in SIGNALS:
             raise ValueError(f"signals must be one of {sorted(SIGNALS)}, got {signals!r}")
+        if gan_loss not in GAN_LOSSES:
+            raise ValueError(f"gan_loss must be one of {sorted(GAN_LOSSES)}, got {gan_loss!r}")
+        if gan_input not in ("reconstruction", "prior"):
+            raise ValueError(f"gan_input must be 'reconstruction' or 'prior', got {gan_input!r}")
+        if gan_input == "prior" and not hasattr(net, "sample_deltas"):
+            raise ValueError(f"gan_input='prior' needs sample_deltas, which {type(net).__name__} lacks")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "discriminator"], logger=False)
         self.automatic_optimization = False
         self.net, self.discriminator = net, discriminator
@@ -58,6 +93,9 @@ class PoseBlinkModule(L.LightningModule):
         width = net.config["state_dim"]
         self.register_buffer("state_mean", torch.zeros(width))
         self.register_buffer("state_std", torch.ones(width))
+        self.register_buffer("velocity_std", torch.ones(width))  # of the normalised states' frame differences
+        blinks = torch.tensor([k == "blink" for k in SIGNALS[signals] for _ in range(CHANNELS[k])])
+        self.register_buffer("channel_weights", torch.where(blinks, blink_weight, 1.0), persistent=False)
         self._validation: list[dict] = []
         self.audio_features: dict | None = None  # the store's audio feature spec, recorded in checkpoints
 
@@ -74,7 +112,9 @@ class PoseBlinkModule(L.LightningModule):
         return bool((self.state_mean != 0).any() or (self.state_std != 1).any())
 
     def fit_statistics(self, clips, store) -> None:
-        """Per-channel mean and std of the states over every frame of ``clips``."""
+        """Per-channel mean and std of the states over every frame of ``clips``, and the std of the normalised
+        states' frame-to-frame differences (the velocity term weighs each channel by its inverse square, so
+        the rare fast blinks do not drown the nods)."""
         tracks = [
             torch.cat(
                 [torch.from_numpy(store.reader(c).signals[k]) for k in SIGNALS[self.hparams.signals]], dim=-1
@@ -84,6 +124,8 @@ class PoseBlinkModule(L.LightningModule):
         frames = torch.cat(tracks)
         self.state_mean.copy_(frames.mean(0))
         self.state_std.copy_(frames.std(0).clamp_min(1e-4))
+        velocities = torch.cat([((t - self.state_mean) / self.state_std).diff(dim=0) for t in tracks])
+        self.velocity_std.copy_(velocities.std(0).clamp_min(1e-4))
 
     def states(self, batch: dict) -> torch.Tensor:
         """The normalised state sequence (B, N, K) of a batch."""
@@ -96,8 +138,14 @@ class PoseBlinkModule(L.LightningModule):
     # -- training ---------------------------------------------------------------------------------------
     @property
     def batches_seen(self) -> int:
-        """Training batches so far (``global_step`` counts each optimiser's steps: two a batch with a GAN)."""
-        return self.global_step // (2 if self.discriminator is not None else 1)
+        """Training batches before the current one (the fit loop's count, restored on resume; ``global_step``
+        counts each optimiser's steps instead: one or two a batch)."""
+        if self._trainer is None:
+            return 0
+        return max(0, self.trainer.fit_loop.epoch_loop.total_batch_idx)
+
+    def gan_active(self) -> bool:
+        return self.discriminator is not None and self.batches_seen >= self.hparams.gan_delay
 
     def kl_scale(self) -> float:
         h = self.hparams
@@ -106,9 +154,10 @@ class PoseBlinkModule(L.LightningModule):
 
     def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         x, mask = self.states(batch), batch["mask"]
-        terms = self.net.losses(x, batch["audio"], mask)
+        weights = self.channel_weights
+        terms = self.net.losses(x, batch["audio"], mask, weights, weights / self.velocity_std**2)
         delta = terms.pop("delta")
-        weights = {"kl": self.kl_scale()}
+        weights = DEFAULT_LOSS_WEIGHTS | (self.hparams.loss_weights or {}) | {"kl": self.kl_scale()}
         loss = sum(weights.get(name, 1.0) * value for name, value in terms.items())
         fake = (x[:, :1] + delta) * mask[..., None]
         return loss, terms, fake, x * mask[..., None]
@@ -118,17 +167,19 @@ class PoseBlinkModule(L.LightningModule):
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         size = len(batch["mask"])
         loss, terms, fake, real = self.generator_loss(batch)
-        if self.discriminator is not None:
-            logits = self.discriminator(fake)
-            adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        gan, criterion = self.gan_active(), GAN_LOSSES[self.hparams.gan_loss]
+        if gan and self.hparams.gan_input == "prior":
+            init, mask = real[:, 0], batch["mask"]
+            fake = (init[:, None] + self.net.sample_deltas(batch["audio"], init, mask)) * mask[..., None]
+        if gan:
+            adversarial = criterion(self.discriminator(fake), True)
             terms["adversarial"] = adversarial
             loss = loss + self.hparams.gan_weight * adversarial
         self._step(optimizers[0], loss, self.net)
-        if self.discriminator is not None:
-            real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
-            loss_d = F.binary_cross_entropy_with_logits(
-                real_logits, torch.ones_like(real_logits)
-            ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        if gan:
+            loss_d = criterion(self.discriminator(real), True) + criterion(
+                self.discriminator(fake.detach()), False
+            )
             self._step(optimizers[1], loss_d, self.discriminator)
             terms["discriminator"] = loss_d
         schedulers = self.lr_schedulers()
@@ -213,14 +264,15 @@ class PoseBlinkModule(L.LightningModule):
 def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
     """Generated vs ground-truth tracks, in the store's units: L1/MSE per signal, pose diversity (std over
     time, generated / truth), the correlation of generated and true pitch (nods), blink rates per second
-    and the beat-align score of the generated pose (high for jittery near-static tracks too: read it with
-    the diversity)."""
+    (all blinks over all seconds, so short windows weigh what they last) and the beat-align score of the
+    generated pose (high for jittery near-static tracks too: read it with the diversity)."""
     channels = (
         {"pose": slice(0, 6), "blink": slice(0, 2)}
         if signals != "both"
         else {"pose": slice(0, 6), "blink": slice(6, 8)}
     )
     sums: dict[str, list[float]] = {}
+    pooled: dict[str, list] = {}  # blink rates: blinks / seconds over all windows, not a mean of window rates
     for record in records:
         for i in range(len(record["mask"])):
             length = int(record["mask"][i].sum())
@@ -243,9 +295,11 @@ def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
                         pair = torch.stack([gen[:, 1], truth[:, 1]])
                         sums.setdefault("pitch_corr", []).append(float(torch.corrcoef(pair)[0, 1]))
                 else:
-                    sums.setdefault("blink_rate_generated", []).append(blink_rate(gen))
-                    sums.setdefault("blink_rate_truth", []).append(blink_rate(truth))
-    return {k: sum(v) / len(v) for k, v in sums.items()}
+                    for key, track in (("blink_rate_generated", gen), ("blink_rate_truth", truth)):
+                        blinks, frames = pooled.setdefault(key, [0.0, 0])
+                        pooled[key] = [blinks + blink_rate(track) * length / FPS, frames + length]
+    rates = {k: blinks * FPS / max(1, frames) for k, (blinks, frames) in pooled.items()}
+    return {k: sum(v) / len(v) for k, v in sums.items()} | rates
 
 
 def load_pose_blink_generator(path: str | Path, map_location="cpu") -> tuple[nn.Module, dict]:
@@ -262,7 +316,8 @@ def load_pose_blink_generator(path: str | Path, map_location="cpu") -> tuple[nn.
     entry = checkpoint[CHECKPOINT_KEY]
     net = GENERATORS[entry["class"]](**entry["config"])
     state = checkpoint["state_dict"]
-    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    net.load_state_dict(weights)
     return net.eval(), {
         "mean": state["state_mean"],
         "std": state["state_std"],

@@ -1,7 +1,20 @@
 """The diffusion variant of the stage-2 generator: a small 1-D transformer denoises the whole sequence of
 pose/blink deltas from the first frame, conditioned per frame on the audio and on the initial state.
 
-Same interface as PBNet (``config``, ``losses``, ``generate``), so one sweep can compare the two.
+Same interface as PBNet (``config``, ``losses``, ``generate``), so one sweep can compare the two. Options
+(all off by default, which is the first version of this model):
+
+- ``anchor``: frame 0 is known. The network is shown its delta as 0 at every noise level (inpainting) and
+  its clean estimate is shifted to be 0 there; unanchored, nothing tells the network where frame 0 is (its
+  positions are relative) and samples start away from the initial state.
+- ``start_frames`` = s: each token also gets an embedding of its distance from frame 0, up to s frames.
+- ``conv_kernel`` = k: a depthwise temporal convolution in every block (smooth, jitter-free tracks).
+- ``audio_context`` = c: the audio does not enter the transformer; a convolution over frames t - c .. t + c
+  adds it before the output head, so audio shapes the motion only locally (nods on stressed syllables) and
+  the network cannot recognise a training clip from its audio and replay that clip's head drift and blinks,
+  which it does on a small data set when the audio is in every token. ``audio_dropout`` drops features of
+  the audio embedding in training.
+
 Sequences: x (B, N, K), audio (B, N, D), mask (B, N) bool.
 """
 
@@ -10,24 +23,35 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import rearrange
 from torch import nn
 
-from dawn_lightning.diffusion import DDIMSampler, NoiseSchedule, training_terms
+from dawn_lightning.diffusion import DDIMSampler, NoiseSchedule, predict, target, training_terms
+from dawn_lightning.diffusion.parametrization import eps_from_x0
 from dawn_lightning.models.common.relative_position import RelativePositionBias
 from dawn_lightning.models.pose_blink.layers import FeedForward, SelfAttention, attention_bias, masked_mse
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attention(norm(x), bias), then x + feed-forward(norm(x))."""
+    """Pre-norm transformer block: x + attention(norm(x), bias), then (with ``conv_kernel`` > 0) x + a
+    depthwise temporal convolution of norm(x) over real frames (Conformer-style, Gulati et al. 2020: local
+    smoothing that attention with relative positions learns slowly), then x + feed-forward(norm(x))."""
 
-    def __init__(self, width: int, heads: int, ff_size: int, dropout: float):
+    def __init__(self, width: int, heads: int, ff_size: int, dropout: float, conv_kernel: int = 0):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.attention = SelfAttention(width, heads, width // heads)
         self.feed_forward = FeedForward(width, ff_size, dropout)
+        self.conv = None
+        if conv_kernel > 0:
+            self.norm_conv = nn.LayerNorm(width)
+            self.conv = nn.Conv1d(width, width, conv_kernel, padding=conv_kernel // 2, groups=width)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attention(self.norm1(x), bias)
+        if self.conv is not None:
+            local = rearrange(self.norm_conv(x) * mask[..., None], "b n c -> b c n")
+            x = x + rearrange(self.conv(local), "b c n -> b n c")
         return x + self.feed_forward(self.norm2(x))
 
 
@@ -56,18 +80,42 @@ class PoseDiffusion(nn.Module):
         prediction: str = "eps",
         sampling_steps: int = 20,
         eta: float = 1.0,
+        spacing: str = "reference",
+        anchor: bool = False,
+        conv_kernel: int = 0,
+        audio_dropout: float = 0.0,
+        audio_context: int | None = None,
+        start_frames: int = 0,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.heads, self.window = num_heads, window
         self.schedule = NoiseSchedule("cosine", timesteps)
         self.prediction, self.sampling_steps, self.eta = prediction, sampling_steps, eta
+        self.spacing, self.anchor = spacing, anchor
         self.input = nn.Linear(state_dim, width)
-        self.audio = nn.Linear(audio_dim, width)
+        self.audio_context = audio_context
+        if audio_context is None:
+            self.audio = nn.Linear(audio_dim, width)
+        else:
+            self.audio_local = nn.Sequential(
+                nn.Conv1d(
+                    audio_dim, width, 2 * audio_context + 1, padding=audio_context, padding_mode="replicate"
+                ),
+                nn.GELU(),
+                nn.Conv1d(width, width, 1),
+            )
+            self.head = nn.Sequential(nn.Linear(width, width), nn.GELU())
+        self.audio_dropout = nn.Dropout(audio_dropout)
         self.initial = nn.Linear(state_dim, width)
+        self.start_frames = start_frames
+        if start_frames > 0:  # how far each frame is from frame 0, up to start_frames
+            self.start = nn.Embedding(start_frames + 1, width)
         self.time = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.bias = RelativePositionBias(num_heads, num_buckets, max_distance)
-        self.layers = nn.ModuleList(Block(width, num_heads, ff_size, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            Block(width, num_heads, ff_size, dropout, conv_kernel) for _ in range(num_layers)
+        )
         self.norm = nn.LayerNorm(width)
         self.output = nn.Linear(width, state_dim)
         nn.init.zeros_(self.output.weight)
@@ -83,23 +131,55 @@ class PoseDiffusion(nn.Module):
     ) -> torch.Tensor:
         """The network's output (B, N, K) for noisy deltas x_t at steps t (B,)."""
         length = x_t.shape[1]
-        tokens = self.input(x_t) + self.audio(audio) + self.initial(init_state)[:, None]
+        shown = x_t
+        if self.anchor:  # frame 0 is known: its delta is 0 at every noise level (inpainting)
+            shown = torch.cat([torch.zeros_like(x_t[:, :1]), x_t[:, 1:]], dim=1)
+        tokens = self.input(shown) + self.initial(init_state)[:, None]
+        if self.start_frames > 0:
+            tokens = tokens + self.start(torch.arange(length, device=x_t.device).clamp_max(self.start_frames))
+        if self.audio_context is None:
+            tokens = tokens + self.audio_dropout(self.audio(audio))
         tokens = tokens + self.time(timestep_embedding(t, tokens.shape[-1]))[:, None]
         scores = attention_bias(self.bias, length, self.window, mask, x_t.device)
         for block in self.layers:
-            tokens = block(tokens, scores)
-        return self.output(self.norm(tokens))
+            tokens = block(tokens, scores, mask)
+        if self.audio_context is None:
+            output = self.output(self.norm(tokens))
+        else:
+            local = self.audio_local(rearrange(audio * mask[..., None], "b n d -> b d n"))
+            local = self.audio_dropout(rearrange(local, "b c n -> b n c"))
+            output = self.output(self.head(self.norm(tokens) + local))
+        if not self.anchor:
+            return output
+        alpha, sigma = self.schedule.alpha_sigma(t, x_t.ndim)
+        x0, _ = predict(self.prediction, output, x_t, alpha, sigma)
+        x0 = x0 - x0[:, :1]
+        return target(self.prediction, x0, eps_from_x0(x_t, x0, alpha, sigma), alpha, sigma)
 
-    def losses(self, x: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Masked MSE of the network's output against its target at a random step; ``delta`` is the implied
-        clean prediction (B, N, K)."""
+    def losses(
+        self,
+        x: torch.Tensor,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        channel_weights: torch.Tensor | None = None,
+        velocity_weights: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Masked MSE of the network's output against its target at a random step, and of the frame-to-frame
+        differences of its implied clean prediction (``velocity``, weighted by the step's signal fraction
+        alpha_t^2); ``delta`` is that prediction (B, N, K);
+        ``channel_weights`` and ``velocity_weights`` (K,) weight the channels of the two terms."""
         init = x[:, 0]
         delta = (x - x[:, :1]) * mask[..., None]
         terms = training_terms(
             lambda x_t, t: self.denoiser(x_t, t, audio, init, mask), self.schedule, delta, self.prediction
         )
-        error = masked_mse(terms["output"], terms["target"], mask)
-        return {"diffusion": error, "delta": terms["x0_pred"] * mask[..., None]}
+        error = masked_mse(terms["output"], terms["target"], mask, channel_weights)
+        x0, pairs = terms["x0_pred"] * mask[..., None], mask[:, 1:] & mask[:, :-1]
+        # weighted by the signal fraction alpha_t^2: at high noise the best estimate of x0 is a smooth mean
+        signal = self.schedule.alpha_sigma(terms["t"], x.ndim)[0] ** 2
+        weights = signal if velocity_weights is None else signal * velocity_weights
+        velocity = masked_mse(x0[:, 1:] - x0[:, :-1], delta[:, 1:] - delta[:, :-1], pairs, weights)
+        return {"diffusion": error, "velocity": velocity, "delta": x0}
 
     @torch.no_grad()
     def generate(
@@ -116,7 +196,7 @@ class PoseDiffusion(nn.Module):
         generator = None if seed is None else torch.Generator(device=audio.device).manual_seed(seed)
         shape = (batch, length, init_state.shape[-1])
         x_T = torch.randn(shape, generator=generator, device=audio.device) * temperature
-        sampler = DDIMSampler(self.schedule, self.prediction, self.sampling_steps, self.eta)
+        sampler = DDIMSampler(self.schedule, self.prediction, self.sampling_steps, self.eta, self.spacing)
         delta = sampler.sample(
             lambda x_t, t: self.denoiser(x_t, t, audio, init_state, mask), shape, generator=generator, x_T=x_T
         )

@@ -127,7 +127,16 @@ def attention_bias(
     return bias
 
 
-def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the real frames of (B, N, K) sequences, ``mask`` (B, N)."""
+def masked_mse(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    channel_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error over the real frames of (B, N, K) sequences, ``mask`` (B, N); each channel's error
+    times ``channel_weights`` (K,) when given."""
     valid = mask[..., None].to(prediction.dtype)
-    return ((prediction - target) ** 2 * valid).sum() / (valid.sum() * prediction.shape[-1])
+    error = (prediction - target) ** 2 * valid
+    if channel_weights is not None:
+        error = error * channel_weights
+    return error.sum() / (valid.sum() * prediction.shape[-1])

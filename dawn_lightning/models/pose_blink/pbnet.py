@@ -45,7 +45,9 @@ class SinusoidalPositions(nn.Module):
 
 
 class PBNetEncoder(nn.Module):
-    """q(z | x, audio): per-frame mean and log-variance (B, N, latent_dim)."""
+    """q(z | x, audio): per-frame mean and log-variance (B, N, latent_dim). ``initial_logvar`` (e.g. -4)
+    starts the posterior narrow, so z carries the encoder's mean from the first step and the decoder learns
+    to use it before it learns to ignore it as noise (None: PyTorch's default initialisation)."""
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class PBNetEncoder(nn.Module):
         num_layers: int = 2,
         num_heads: int = 4,
         dropout: float = 0.1,
+        initial_logvar: float | None = None,
     ):
         super().__init__()
         width = audio_latent_dim + 2 * pose_latent_dim
@@ -68,6 +71,8 @@ class PBNetEncoder(nn.Module):
         self.seqTransEncoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.mu_layer = nn.Linear(width, audio_latent_dim)
         self.sigma_layer = nn.Linear(width, audio_latent_dim)
+        if initial_logvar is not None:
+            nn.init.constant_(self.sigma_layer.bias, initial_logvar)
 
     def forward(
         self, x: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor
@@ -82,7 +87,12 @@ class PBNetEncoder(nn.Module):
 class PBNetDecoder(nn.Module):
     """p(x - x_0 | z, x_0, audio): queries from a learnt constant attend to a per-frame memory of the initial
     state, the latent and the audio. ``window`` limits every attention to |i - j| <= window frames, in
-    training and generation alike, so sequences longer than the training windows behave the same."""
+    training and generation alike, so sequences longer than the training windows behave the same.
+
+    Nothing in the decoder knows where frame 0 is (its queries are a constant and its positions relative), so
+    its output cannot be pinned to 0 there: the reference's generated tracks start with a jump and a
+    transient. With ``anchor`` the deltas are the output minus the output at frame 0, zero there by
+    construction."""
 
     def __init__(
         self,
@@ -98,10 +108,11 @@ class PBNetDecoder(nn.Module):
         num_buckets: int = 128,
         max_distance: int = 128,
         window: int | None = 200,
+        anchor: bool = False,
     ):
         super().__init__()
         width = pose_latent_dim
-        self.window = window
+        self.window, self.anchor = window, anchor
         self.firstposeEmbedding = nn.Linear(state_dim, pose_latent_dim)
         self.audioEmbedding = nn.Linear(audio_dim, audio_latent_dim)
         self.ztimelinear = nn.Linear(pose_latent_dim + 2 * audio_latent_dim, width)
@@ -139,7 +150,10 @@ class PBNetDecoder(nn.Module):
         queries = queries + self.init_attn(self.init_norm(queries), bias_tgt)
         for layer in self.layers:
             queries = layer(queries, memory, bias_tgt, bias_mem)
-        return self.finallayer(queries) * mask[..., None]
+        out = self.finallayer(queries)
+        if self.anchor:
+            out = out - out[:, :1]
+        return out * mask[..., None]
 
 
 REFERENCE_RENAMES = (
@@ -166,7 +180,8 @@ def from_reference_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch
 class PBNet(nn.Module):
     """The CVAE: ``forward`` (training: encode, reparameterise, decode), ``generate`` (decode z ~ N(0, I)).
 
-    ``state_dim`` is 6 (pose), 2 (blink) or 8 (both); ``audio_dim`` is the audio feature width of the store.
+    ``state_dim`` is 6 (pose), 2 (blink) or 8 (both); ``audio_dim`` is the audio feature width of the store;
+    ``anchor`` pins the deltas to 0 at frame 0 (see `PBNetDecoder`; off reproduces the reference).
     """
 
     def __init__(
@@ -182,6 +197,8 @@ class PBNet(nn.Module):
         num_buckets: int = 128,
         max_distance: int = 128,
         window: int | None = 200,
+        anchor: bool = False,
+        initial_logvar: float | None = None,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -193,9 +210,15 @@ class PBNet(nn.Module):
             "num_heads": num_heads,
             "dropout": dropout,
         }
-        self.encoder = PBNetEncoder(state_dim, audio_dim, **common)
+        self.encoder = PBNetEncoder(state_dim, audio_dim, initial_logvar=initial_logvar, **common)
         self.decoder = PBNetDecoder(
-            state_dim, audio_dim, num_buckets=num_buckets, max_distance=max_distance, window=window, **common
+            state_dim,
+            audio_dim,
+            num_buckets=num_buckets,
+            max_distance=max_distance,
+            window=window,
+            anchor=anchor,
+            **common,
         )
         self.latent_dim = audio_latent_dim
 
@@ -207,15 +230,27 @@ class PBNet(nn.Module):
         z = mu + torch.exp(0.5 * logvar) * noise
         return {"delta": self.decoder(x[:, 0], z, audio, mask), "mu": mu, "logvar": logvar}
 
-    def losses(self, x: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Unweighted terms on real frames only: MSE of the deltas from frame 0, and the KL divergence of
-        q(z | x, audio) from N(0, I) per latent dimension; ``delta`` is the prediction (B, N, K)."""
-        out = self(x, audio, mask)
-        reconstruction = masked_mse(out["delta"], x - x[:, :1], mask)
+    def losses(
+        self,
+        x: torch.Tensor,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        channel_weights: torch.Tensor | None = None,
+        velocity_weights: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Unweighted terms on real frames only: MSE of the deltas from frame 0, MSE of their frame-to-frame
+        differences (``velocity``: the smoothness term the reference meant, here with a gradient) and the KL
+        divergence of q(z | x, audio) from N(0, I) per latent dimension; ``delta`` is the prediction
+        (B, N, K); ``channel_weights`` and ``velocity_weights`` (K,) weight the channels of the two MSE
+        terms."""
+        out, pairs = self(x, audio, mask), mask[:, 1:] & mask[:, :-1]
+        reconstruction = masked_mse(out["delta"], x - x[:, :1], mask, channel_weights)
+        speed = out["delta"][:, 1:] - out["delta"][:, :-1]
+        velocity = masked_mse(speed, x[:, 1:] - x[:, :-1], pairs, velocity_weights)
         valid = mask[..., None].float()
         kl = -0.5 * ((1 + out["logvar"] - out["mu"] ** 2 - out["logvar"].exp()) * valid).sum()
         kl = kl / (valid.sum() * out["mu"].shape[-1])
-        return {"reconstruction": reconstruction, "kl": kl, "delta": out["delta"]}
+        return {"reconstruction": reconstruction, "velocity": velocity, "kl": kl, "delta": out["delta"]}
 
     @torch.no_grad()
     def generate(
@@ -227,11 +262,20 @@ class PBNet(nn.Module):
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """States (B, T, K) for a whole clip at once: init_state (B, K) plus the generated deltas."""
-        batch, length = audio.shape[:2]
         generator = None if seed is None else torch.Generator(device=audio.device).manual_seed(seed)
-        z = (
-            torch.randn(batch, length, self.latent_dim, generator=generator, device=audio.device)
-            * temperature
-        )
-        mask = torch.ones(batch, length, dtype=torch.bool, device=audio.device) if mask is None else mask
-        return init_state[:, None] + self.decoder(init_state, z, audio, mask)
+        mask = torch.ones(audio.shape[:2], dtype=torch.bool, device=audio.device) if mask is None else mask
+        return init_state[:, None] + self.sample_deltas(audio, init_state, mask, temperature, generator)
+
+    def sample_deltas(
+        self,
+        audio: torch.Tensor,
+        init_state: torch.Tensor,
+        mask: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Deltas (B, T, K) decoded from latents z ~ N(0, temperature^2 I), differentiable (an adversarial
+        term on them trains the decoder to turn prior samples into realistic tracks)."""
+        shape = (*audio.shape[:2], self.latent_dim)
+        z = torch.randn(shape, generator=generator, device=audio.device) * temperature
+        return self.decoder(init_state, z, audio, mask)
