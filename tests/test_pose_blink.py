@@ -5,6 +5,7 @@ import functools
 import pytest
 import torch
 
+from dawn_lightning.benchmarks import pose_blink as pose_blink_bench
 from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.models.pose_blink.diffusion import PoseDiffusion
@@ -331,6 +332,12 @@ def test_train_stage2_and_reload(synthetic, tmp_path, model, signals):
     torch.testing.assert_close(
         net.generate(audio, init, seed=3), module.net.eval().generate(audio, init, seed=3)
     )
+    quality = pose_blink_bench.track_quality(tmp_path / "last.ckpt", synthetic.root, window=40, samples=2)
+    assert quality["split"] == "test" and quality["samples"] == 2 and quality["windows"] >= 2
+    assert 0 <= quality["pose_std_generated"] < float("inf")
+    assert ("blink_rate_truth" in quality) == (signals == "both")
+    long = pose_blink_bench.long_generation(tmp_path / "last.ckpt", synthetic.root, window=20, factor=3)
+    assert long["frames"] == 60 and long["finite"]
     with pytest.raises(ValueError, match="not a stage-2"):
         torch.save({"state_dict": {}}, tmp_path / "x.ckpt")
         load_pose_blink_generator(tmp_path / "x.ckpt")
@@ -376,7 +383,18 @@ def test_matches_reference_golden_vectors():
 
 
 def test_motion_statistics():
-    from dawn_lightning.metrics.motion_stats import beat_align_score, blink_rate, onset_frames_from_logmel
+    from dawn_lightning.metrics.motion_stats import (
+        beat_align_score,
+        blink_rate,
+        high_pass,
+        onset_frames_from_logmel,
+    )
+
+    ramp = torch.arange(60.0)
+    assert high_pass(ramp)[15:-15].abs().max() < 1e-4  # a slow drift has no fast part...
+    bump = torch.zeros(60)
+    bump[30:36] = 2.0
+    assert high_pass(ramp + bump)[30:36].min() > 1.0  # ...a nod does
 
     open_eyes = torch.ones(100, 2)
     blinks = open_eyes.clone()

@@ -23,6 +23,14 @@ def blink_rate(openness: torch.Tensor, threshold: float = 0.5) -> float:
     return float(blink_onsets(openness, threshold).sum()) * FPS / max(1, len(openness))
 
 
+def high_pass(track: torch.Tensor, frames: int = FPS) -> torch.Tensor:
+    """A track (T,) minus its centred moving average over ``frames`` frames (edges repeated): the fast part
+    of a motion (nods, ~0.3 s) without its slow drift."""
+    half = frames // 2
+    padded = torch.cat([track[:1].expand(half), track, track[-1:].expand(frames - 1 - half)])
+    return track - padded.unfold(0, frames, 1).mean(-1)
+
+
 def onset_frames_from_logmel(features: torch.Tensor, min_gap: int = 3) -> torch.Tensor:
     """Audio onsets (indices) of a log-mel track (T, D): peaks of the positive spectral flux above its mean
     plus one standard deviation, at least ``min_gap`` frames apart."""

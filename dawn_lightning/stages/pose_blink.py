@@ -15,6 +15,7 @@ from dawn_lightning import FPS
 from dawn_lightning.metrics.motion_stats import (
     beat_align_score,
     blink_rate,
+    high_pass,
     motion_beats,
     onset_frames_from_logmel,
 )
@@ -263,7 +264,8 @@ class PoseBlinkModule(L.LightningModule):
 
 def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
     """Generated vs ground-truth tracks, in the store's units: L1/MSE per signal, pose diversity (std over
-    time, generated / truth), the correlation of generated and true pitch (nods), blink rates per second
+    time, generated / truth), the correlation of generated and true pitch, and of their fast parts (pitch
+    minus its 1-s moving average: nods, without the slow drift that no audio predicts), blink rates per second
     (all blinks over all seconds, so short windows weigh what they last) and the beat-align score of the
     generated pose (high for jittery near-static tracks too: read it with the diversity)."""
     channels = (
@@ -294,6 +296,9 @@ def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
                     if length > 2 and gen[:, 1].std() > 0 and truth[:, 1].std() > 0:
                         pair = torch.stack([gen[:, 1], truth[:, 1]])
                         sums.setdefault("pitch_corr", []).append(float(torch.corrcoef(pair)[0, 1]))
+                    fast = torch.stack([high_pass(gen[:, 1]), high_pass(truth[:, 1])])
+                    if length > FPS and (fast.std(-1) > 0).all():
+                        sums.setdefault("pitch_corr_fast", []).append(float(torch.corrcoef(fast)[0, 1]))
                 else:
                     for key, track in (("blink_rate_generated", gen), ("blink_rate_truth", truth)):
                         blinks, frames = pooled.setdefault(key, [0.0, 0])
