@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(soft_wrap=True)  # a problem is one line, whatever the terminal width: greppable
     if args.command == "validate":
         problems = validate_store(args.store, decode=not args.no_decode)
         for problem in problems:
