@@ -17,6 +17,7 @@ from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
 from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.stages.motion import load_motion_autoencoder
+from dawn_lightning.stages.optim import optimizer_with_schedule
 from dawn_lightning.stages.visuals import clip_grid
 
 log = logging.getLogger(__name__)
@@ -288,13 +289,9 @@ class AudioToMotionModule(L.LightningModule):
 
     # -- optimisation and checkpoints -------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.net.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(
-            optimizer, T_max=max(1, int(self.trainer.estimated_stepping_batches))
+        return optimizer_with_schedule(
+            self, self.net.parameters(), self.optimizer_factory, self.scheduler_factory
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {

@@ -15,6 +15,7 @@ from dawn_lightning.metrics.lpips import LPIPS
 from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.equivariance import RandomTPS, equivariance_losses
+from dawn_lightning.stages.optim import optimizer_with_schedule
 from dawn_lightning.stages.visuals import motion_grid
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,9 @@ class MotionAutoencoderModule(L.LightningModule):
         self._logged_batch = None
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.net.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(
-            optimizer, T_max=max(1, int(self.trainer.estimated_stepping_batches))
+        return optimizer_with_schedule(
+            self, self.net.parameters(), self.optimizer_factory, self.scheduler_factory
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = self.net.config
