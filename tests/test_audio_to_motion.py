@@ -19,6 +19,7 @@ from dawn_lightning.stages.audio_to_motion import (
     file_sha256,
     load_motion_diffusion,
 )
+from tests.pipeline_fixtures import UNET
 
 TINY_MOTION = {
     "num_regions": 4,
@@ -27,16 +28,7 @@ TINY_MOTION = {
     "flow": {"block_expansion": 8, "max_features": 32, "num_blocks": 3},
     "generator": {"block_expansion": 8, "max_features": 32, "num_down_blocks": 2, "num_bottleneck_blocks": 1},
 }
-TINY_UNET = {
-    "dim": 8,
-    "dim_mults": [1, 2],
-    "attn_heads": 2,
-    "attn_dim_head": 8,
-    "spatial_dim_head": 8,
-    "cross_heads": 2,
-    "resnet_groups": 4,
-    "window": 6,
-}
+TINY_UNET = {**UNET, "window": 6}  # the pipeline tests' tiny U-Net, with a band shorter than the clips
 
 
 @pytest.fixture(scope="module")
