@@ -90,7 +90,12 @@ def banded_attention(
     if length <= block + 2 * reach:
         positions = torch.arange(length, device=q.device)
         dense = table is None and reach == length - 1
-        mask = None if dense else _band_mask(positions[None, :] - positions[:, None], reach, table, q.dtype)
+        # A 4-D mask: PyTorch's CPU flash kernel takes it; a 3-D one falls back to the 2x slower math path.
+        mask = (
+            None
+            if dense
+            else _band_mask(positions[None, :] - positions[:, None], reach, table, q.dtype)[None]
+        )
         return F.scaled_dot_product_attention(q, k, v, mask)
 
     span = block + 2 * reach
