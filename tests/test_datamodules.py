@@ -5,17 +5,18 @@ import torch
 from dawn_lightning.data.datamodules import FramePairDataModule, PoseBlinkDataModule, VideoClipDataModule
 from dawn_lightning.data.datasets import FramePairDataset, VideoClipDataset
 from dawn_lightning.data.store import ClipStore, StoreError
-from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
+from dawn_lightning.data.transforms import PairAugment, box_mask, frames_to_tensor
 
 
 def test_frame_pairs(tiny_store):
     dm = FramePairDataModule(str(tiny_store), batch_size=4, samples_per_clip=4, augment=PairAugment())
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"source", "driving"}
-    for key in batch:
+    assert set(batch) == {"source", "driving", "driving_mouth_box"}
+    for key in ("source", "driving"):
         assert batch[key].shape == (4, 3, 32, 32) and batch[key].dtype == torch.float32
         assert 0 <= batch[key].min() and batch[key].max() <= 1
+    assert batch["driving_mouth_box"].shape == (4, 4)
     assert not torch.equal(batch["source"], batch["driving"])
     assert len(dm.datasets["train"]) == 3 * 4
 
@@ -27,8 +28,27 @@ def test_frame_pairs_validation_is_deterministic_and_unaugmented(tiny_store):
     torch.testing.assert_close(a[0]["source"], b[0]["source"])
     # the unaugmented pair is exactly two decoded frames of the clip
     store = ClipStore(tiny_store)
-    frames = frames_to_tensor(store.reader(store.split("val")[0]).frames(range(25)))
-    assert any(torch.equal(a[0]["driving"], f) for f in frames)
+    reader = store.reader(store.split("val")[0])
+    frames = frames_to_tensor(reader.frames(range(reader.info.num_frames)))
+    driving = next(i for i, f in enumerate(frames) if torch.equal(a[0]["driving"], f))
+    # the box is the driving frame's mouth box
+    torch.testing.assert_close(
+        a[0]["driving_mouth_box"], torch.from_numpy(reader.signals["mouth_box"][driving])
+    )
+
+
+def test_pair_augment_mirrors_and_swaps_boxes_with_frames():
+    pair = torch.zeros(2, 3, 8, 8)
+    pair[1, :, 1:3, 0:2] = 1  # the second frame's box: x 0-0.25, y 0.125-0.375
+    boxes = torch.tensor([[0.5, 0.5, 0.75, 0.75], [0.0, 0.125, 0.25, 0.375]])
+    flip_only = PairAugment(hflip=1.0, time_flip=0.0, brightness=0, contrast=0, saturation=0, hue=0)
+    flipped, flipped_boxes = flip_only(pair, boxes)
+    torch.testing.assert_close(flipped_boxes[1], torch.tensor([0.75, 0.125, 1.0, 0.375]))
+    mask = box_mask(flipped_boxes[1:], 8, margin=0.0)[0, 0]
+    assert torch.equal(mask.bool(), flipped[1, 0].bool())  # the mirrored box covers the mirrored pixels
+    swap_only = PairAugment(hflip=0.0, time_flip=1.0, brightness=0, contrast=0, saturation=0, hue=0)
+    swapped, swapped_boxes = swap_only(pair, boxes)
+    assert torch.equal(swapped[0], pair[1]) and torch.equal(swapped_boxes, boxes.flip(0))
 
 
 def test_training_samples_follow_torch_seed(tiny_store):

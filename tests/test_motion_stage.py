@@ -7,7 +7,7 @@ import torch
 
 from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
-from dawn_lightning.data.transforms import frames_to_tensor
+from dawn_lightning.data.transforms import box_mask, frames_to_tensor
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.geometry import coordinate_grid
 from dawn_lightning.stages.motion import MotionAutoencoderModule, load_motion_autoencoder
@@ -81,6 +81,18 @@ def test_gradients_reach_every_trainable_parameter(synthetic):
     assert missing == []
 
 
+def test_mouth_loss_counts_only_the_mouth_box():
+    torch.manual_seed(0)
+    module = tiny_module(mouth_weight=4.0, mouth_margin=0.0, equivariance_shift=0, equivariance_affine=0)
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    box = torch.tensor([[0.25, 0.5, 0.75, 0.75]] * 2)
+    losses, out = module.losses({"source": source, "driving": driving, "driving_mouth_box": box})
+    mask = box_mask(box, 64, margin=0.0)
+    assert mask.sum() == 2 * 32 * 16  # 32 x 16 pixels of each 64 x 64 frame
+    expected = 4.0 * ((out["prediction"] - driving).abs() * mask).sum() / (3 * mask.sum())
+    torch.testing.assert_close(losses["mouth_l1"], expected)
+
+
 def test_overfit_reconstructs_and_keeps_identity_motion(synthetic):
     torch.manual_seed(0)
     module = tiny_module(equivariance_shift=0.0, equivariance_affine=0.0)
@@ -129,7 +141,7 @@ def test_train_stage1_and_reload_checkpoint(synthetic, tmp_path):
     metric, trainer = train(cfg)
     assert trainer.global_step == 2 and metric is not None and 5 < metric < 60  # val/psnr in dB
     net = load_motion_autoencoder(tmp_path / "last.ckpt")
-    assert not net.training and net.z_channels == 128
+    assert not net.training and net.z_channels == 64
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert not any(k.startswith(("perceptual.", "val_metrics.")) for k in checkpoint["state_dict"])
     trained = trainer.lightning_module.net.eval()

@@ -56,7 +56,7 @@ def decode_throughput(model: str, size: int, frames: int = 40, batch_sizes=(1, 8
     every frame), a loop over frames with the source encoded once, and batched decoding."""
     net = MotionAutoencoder(**model_config(model)).eval()
     source = torch.rand(1, 3, size, size)
-    h = size // 4
+    h = round(size * net.config["scale_factor"])
     grid = torch.rand(frames, h, h, 2) * 2 - 1
     occlusion = torch.rand(frames, 1, h, h)
     encoding = net.encode(source)

@@ -73,7 +73,8 @@ class StoreDataset(Dataset):
 
 
 class FramePairDataset(StoreDataset):
-    """Stage 1: a (source, driving) pair of frames of one video, each float (3, H, W) in [0, 1]."""
+    """Stage 1: a (source, driving) pair of frames of one video, each float (3, H, W) in [0, 1], and the
+    driving frame's normalised mouth box (4) for the mouth-weighted reconstruction loss."""
 
     def __init__(
         self,
@@ -91,10 +92,12 @@ class FramePairDataset(StoreDataset):
         info = self.clips[index // self.samples_per_clip]
         rng = self.rng(index)
         source, driving = rng.choice(info.num_frames, size=2, replace=False)
-        pair = frames_to_tensor(self.reader(info).frames([source, driving]))
+        reader = self.reader(info)
+        pair = frames_to_tensor(reader.frames([source, driving]))
+        boxes = torch.from_numpy(reader.signals["mouth_box"][[source, driving]]).float()
         if self.augment is not None:
-            pair = self.augment(pair)
-        return {"source": pair[0], "driving": pair[1]}
+            pair, boxes = self.augment(pair, boxes)
+        return {"source": pair[0], "driving": pair[1], "driving_mouth_box": boxes[1]}
 
 
 class SignalWindowDataset(StoreDataset):

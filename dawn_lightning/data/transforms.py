@@ -34,12 +34,25 @@ class PairAugment:
             else None
         )
 
-    def __call__(self, pair: torch.Tensor) -> torch.Tensor:
-        """pair: float (2, 3, H, W) in [0, 1], the same transform on both frames."""
+    def __call__(self, pair: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pair: float (2, 3, H, W) in [0, 1], the same transform on both frames; boxes: (2, 4) normalised
+        (x0, y0, x1, y1) boxes of the two frames, mirrored and swapped with them."""
         if torch.rand(()) < self.hflip:
             pair = pair.flip(-1)
+            boxes = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], dim=1)
         if torch.rand(()) < self.time_flip:
-            pair = pair.flip(0)
+            pair, boxes = pair.flip(0), boxes.flip(0)
         if self.jitter is not None:
             pair = self.jitter(pair).clamp_(0, 1)
-        return pair
+        return pair, boxes
+
+
+def box_mask(boxes: torch.Tensor, size: int, margin: float = 0.25) -> torch.Tensor:
+    """(B, 4) normalised (x0, y0, x1, y1) boxes -> float (B, 1, size, size) masks of the boxes grown by
+    ``margin`` of their width and height on each side."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    grow_x, grow_y = margin * (x1 - x0), margin * (y1 - y0)
+    centres = (torch.arange(size, dtype=boxes.dtype, device=boxes.device) + 0.5) / size
+    inside_x = (centres >= (x0 - grow_x)[:, None]) & (centres <= (x1 + grow_x)[:, None])
+    inside_y = (centres >= (y0 - grow_y)[:, None]) & (centres <= (y1 + grow_y)[:, None])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).unsqueeze(1).to(boxes.dtype)

@@ -11,6 +11,7 @@ import torch
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.metrics.lpips import LPIPS
 from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
@@ -28,7 +29,10 @@ class MotionAutoencoderModule(L.LightningModule):
     """Trains `MotionAutoencoder` to reconstruct a driving frame from a source frame of the same video.
 
     Loss (MRAA): multi-scale perceptual pyramid (VGG19 features, or multi-scale L1 + SSIM without weights)
-    + equivariance of region shifts and affines under a random affine + thin-plate-spline warp.
+    + equivariance of region shifts and affines under a random affine + thin-plate-spline warp
+    + ``mouth_weight`` x L1 inside the driving frame's mouth box (grown by ``mouth_margin``). The mouth is a
+    few hundredths of the image, so a whole-image loss lets a small model leave it closed; DAWN's stage 1
+    has no such term (``mouth_weight: 0`` restores it).
     Validation: L1, PSNR, SSIM and LPIPS of the reconstruction on held-out identities, and an image grid.
     """
 
@@ -46,6 +50,8 @@ class MotionAutoencoderModule(L.LightningModule):
         sigma_tps: float = 0.005,
         points_tps: int = 5,
         lpips_weights: str | None = None,
+        mouth_weight: float = 0.0,
+        mouth_margin: float = 0.25,
         num_logged_samples: int = 6,
     ):
         super().__init__()
@@ -78,6 +84,10 @@ class MotionAutoencoderModule(L.LightningModule):
             equivariance = equivariance_losses(transformed, out["driving_regions"], transform)
             losses["equivariance_shift"] = h.equivariance_shift * equivariance["equivariance_shift"]
             losses["equivariance_affine"] = h.equivariance_affine * equivariance["equivariance_affine"]
+        if h.mouth_weight:
+            mask = box_mask(batch["driving_mouth_box"], driving.shape[-1], h.mouth_margin)
+            error = (out["prediction"] - driving).abs() * mask
+            losses["mouth_l1"] = h.mouth_weight * error.sum() / (mask.sum() * driving.shape[1]).clamp_min(1)
         losses["loss"] = sum(losses.values())
         return losses, out
 
