@@ -1,0 +1,224 @@
+"""The evaluation suite: every metric of a talking-head evaluation, fed one (real, generated) video pair at a
+time, computed to labelled numbers.
+
+Settings (conf/evaluate.yaml ``metrics``): fid {weights, random_dim, random_size, degradation_frames}, fvd
+{weights, clip_lengths, random_dim}, lse {kind, weights}, lpips {weights}, csim {weights}. A metric whose
+weights are not configured is skipped with one line in ``notes`` naming the setting (FID/FVD fall back to
+random features and LPIPS to a random backbone, labelled as such); a weights file in the wrong format raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from torchmetrics import Metric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from dawn_lightning import FPS
+from dawn_lightning.metrics.csim import IdentitySimilarity, load_face_recognition
+from dawn_lightning.metrics.fid import FID, image_features
+from dawn_lightning.metrics.fvd import FVD, video_features
+from dawn_lightning.metrics.lpips import LPIPS
+from dawn_lightning.metrics.lse import SYNCNET_URL, LipSyncError, load_syncnet_v2
+from dawn_lightning.metrics.motion_stats import (
+    beat_align_score,
+    blink_rate,
+    motion_beats,
+    onset_frames_from_logmel,
+)
+from dawn_lightning.metrics.video_mean import VideoMean
+
+log = logging.getLogger(__name__)
+LSE_SIDES = {"truth": "ground truth", "generated": "generated", "control": "generated + another clip's audio"}
+
+
+def _images(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (T, 3, H, W) in [0, 1]."""
+    return (
+        rearrange(torch.from_numpy(np.ascontiguousarray(frames)).to(device), "t h w c -> t c h w").float()
+        / 255
+    )
+
+
+def build_syncnet(kind: str, weights: str):
+    if kind == "syncnet_v2":
+        return load_syncnet_v2(weights)
+    if kind == "compact":
+        from dawn_lightning.stages.syncnet import load_compact_syncnet
+
+        return load_compact_syncnet(weights)
+    raise ValueError(f"metrics.lse.kind must be 'compact' (make train-syncnet) or 'syncnet_v2', got {kind!r}")
+
+
+class EvaluationSuite:
+    """``add_video(...)`` per test clip, then ``results()``: {key: {"label", "value"}} and ``notes``."""
+
+    def __init__(self, settings: Mapping, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.notes: list[str] = []
+        self.labels: dict[str, str] = {}
+        self.metrics: dict[str, Metric] = {}
+        self.dr_frames = int(settings["fid"]["degradation_frames"])
+        self._build_frechet(settings)
+        self._build_frame_metrics(settings)
+        self._build_lse(settings["lse"])
+        for side in ("generated", "truth"):
+            for key, label in (
+                ("blinks_per_s", "blinks / s"),
+                ("pose_diversity", "pose diversity (std of yaw/pitch/roll, degrees)"),
+                ("beat_align", "beat-align score (audio onsets vs head-motion beats)"),
+            ):
+                self._add(f"{key}_{side}", f"{label}, {side}", VideoMean())
+        self._add("seconds_per_output_second", "generation seconds per output second", VideoMean())
+        self.motion_seen = self.speed_seen = False
+
+    def _add(self, key: str, label: str, metric: Metric) -> None:
+        self.labels[key] = label
+        self.metrics[key] = metric.to(self.device)
+
+    def _build_frechet(self, settings: Mapping) -> None:
+        fid, fvd = settings["fid"], settings["fvd"]
+        net, label = image_features(fid["weights"], fid["random_dim"], fid["random_size"])
+        self._add("fid", label, FID(net))
+        if fid["weights"] is None:
+            self.notes.append(f"{label}: metrics.fid.weights is not set (pytorch-fid's Inception weights)")
+        n = self.dr_frames
+        self._add("fid_first", f"{label}, first {n} frames of each generated video", FID(net))
+        self._add("fid_last", f"{label}, last {n} frames of each generated video", FID(net))
+        net, size, name = video_features(fvd["weights"], fvd["random_dim"])
+        if fvd["weights"] is None:
+            self.notes.append(
+                f"FVD ({name}): metrics.fvd.weights is not set (StyleGAN-V's i3d_torchscript.pt)"
+            )
+        for length in fvd["clip_lengths"]:
+            self._add(f"fvd{length}", f"FVD{length} ({name})", FVD(net, int(length), size))
+
+    def _build_frame_metrics(self, settings: Mapping) -> None:
+        self._add("ssim", "SSIM", StructuralSimilarityIndexMeasure(data_range=1.0))
+        self._add("psnr", "PSNR (dB)", PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)))
+        lpips_weights = settings["lpips"]["weights"]
+        lpips = LPIPS(lpips_weights)
+        label = "LPIPS" if lpips_weights else "LPIPS (random AlexNet backbone, not comparable to papers)"
+        if lpips_weights is None:
+            self.notes.append(
+                f"{label}: metrics.lpips.weights is not set (torchvision's alexnet-owt-7be5be79.pth)"
+            )
+        self._add("lpips", label, lpips)
+        weights = settings["csim"]["weights"]
+        if weights is None:
+            self.notes.append(
+                "CSIM skipped: metrics.csim.weights is not set (a face-recognition TorchScript file)"
+            )
+        else:
+            self._add(
+                "csim",
+                "CSIM (identity cosine similarity)",
+                IdentitySimilarity(load_face_recognition(weights)),
+            )
+
+    def _build_lse(self, settings: Mapping) -> None:
+        weights, kind = settings["weights"], settings["kind"]
+        hint = "`make train-syncnet`" if kind == "compact" else SYNCNET_URL
+        if weights is None or not Path(weights).is_file():
+            reason = "is not set" if weights is None else f"{weights} does not exist"
+            self.notes.append(f"LSE-C/LSE-D skipped: metrics.lse.weights {reason} (kind {kind}: {hint})")
+            self.syncnet = None
+            return
+        self.syncnet = build_syncnet(kind, weights).to(self.device)
+        name = "project SyncNet" if kind == "compact" else "syncnet_v2"
+        for side, description in LSE_SIDES.items():
+            self._add(f"lse_{side}", f"LSE ({name}), {description}", LipSyncError(self.syncnet))
+
+    # -- feeding -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def add_video(
+        self,
+        real: np.ndarray,
+        fake: np.ndarray,
+        audio: np.ndarray,
+        fake_audio: np.ndarray | None = None,
+        control_audio: np.ndarray | None = None,
+    ) -> None:
+        """real, fake: uint8 (T, H, W, 3) (compared over their common length); audio: the real video's 16 kHz
+        speech; fake_audio: the generated video's (default: ``audio``); control_audio: another clip's speech,
+        paired with the generated frames for the LSE control."""
+        length = min(len(real), len(fake))
+        real_images, fake_images = _images(real, self.device), _images(fake, self.device)
+        real_features = self.metrics["fid"].features(real_images)
+        fake_features = self.metrics["fid"].features(fake_images)
+        for key in ("fid", "fid_first", "fid_last"):
+            self.metrics[key].update(real_features, real=True, features=True)
+        self.metrics["fid"].update(fake_features, real=False, features=True)
+        if len(fake) >= self.dr_frames:
+            self.metrics["fid_first"].update(fake_features[: self.dr_frames], real=False, features=True)
+            self.metrics["fid_last"].update(fake_features[-self.dr_frames :], real=False, features=True)
+        for key, metric in self.metrics.items():
+            if key.startswith("fvd"):
+                metric.update(rearrange(real_images, "t c h w -> c t h w"), real=True)
+                metric.update(rearrange(fake_images, "t c h w -> c t h w"), real=False)
+        for key in ("ssim", "psnr", "lpips"):
+            self.metrics[key].update(fake_images[:length], real_images[:length])
+        if "csim" in self.metrics:
+            self.metrics["csim"].update(real_images[0], fake_images)
+        if self.syncnet is not None:
+            self.metrics["lse_truth"].update(real, audio)
+            self.metrics["lse_generated"].update(fake, audio if fake_audio is None else fake_audio)
+            if control_audio is not None:
+                self.metrics["lse_control"].update(fake, control_audio)
+
+    def add_motion(self, side: str, pose: np.ndarray, blink: np.ndarray, audio_features: np.ndarray) -> None:
+        """One video's pose (T, 6), blink (T, 2) and audio features (T, D) (log-mel: onsets), ``side``
+        "generated" or "truth"."""
+        pose, blink = torch.as_tensor(pose).float(), torch.as_tensor(blink).float()
+        self.metrics[f"blinks_per_s_{side}"].update(blink_rate(blink))
+        self.metrics[f"pose_diversity_{side}"].update(float(pose[:, :3].std(0).mean()))
+        onsets = onset_frames_from_logmel(torch.as_tensor(audio_features[: len(pose)]).float())
+        self.metrics[f"beat_align_{side}"].update(beat_align_score(onsets, motion_beats(pose[:, :3])))
+        self.motion_seen = True
+
+    def add_speed(self, seconds: float, num_frames: int) -> None:
+        self.metrics["seconds_per_output_second"].update(seconds / (num_frames / FPS))
+        self.speed_seen = True
+
+    # -- results -----------------------------------------------------------------------------------------
+    def results(self) -> dict[str, dict]:
+        """{key: {"label", "value"}} of every metric that has data, plus the degradation rate."""
+        out: dict[str, dict] = {}
+        for key, metric in self.metrics.items():
+            if (key.startswith(("blinks", "pose_", "beat_")) and not self.motion_seen) or (
+                key.startswith("seconds") and not self.speed_seen
+            ):
+                continue
+            try:
+                value = metric.compute()
+            except ValueError as error:  # too few samples for a Frechet distance, no clip long enough
+                self.notes.append(f"{self.labels[key]}: not computed ({error})")
+                continue
+            if isinstance(value, dict):
+                base = self.labels[key]
+                side = key.removeprefix("lse_")
+                out[f"lse_c_{side}"] = {"label": f"{base}: LSE-C", "value": float(value["lse_c"])}
+                out[f"lse_d_{side}"] = {"label": f"{base}: LSE-D", "value": float(value["lse_d"])}
+                out[f"av_offset_{side}"] = {
+                    "label": f"{base}: mean abs AV offset (frames)",
+                    "value": float(value["offset"]),
+                }
+            else:
+                out[key] = {"label": self.labels[key], "value": float(value)}
+        if "fid_first" in out and "fid_last" in out:
+            first = out.pop("fid_first")["value"]
+            last = out.pop("fid_last")["value"]
+            out[f"degradation_rate_{self.dr_frames}"] = {
+                "label": f"DR_{self.dr_frames} = FID(last)/FID(first) - 1 ({self.labels['fid']})",
+                "value": last / first - 1 if first > 0 else float("nan"),
+            }
+        if not self.motion_seen:
+            self.notes.append(
+                "motion metrics skipped: no pose/blink tracks (generated by the pipeline or a store)"
+            )
+        return out
