@@ -57,9 +57,12 @@ def test_trainer_logger_callbacks_build(tmp_path):
         "ModelCheckpoint",
         "LearningRateMonitor",
         "RichProgressBar",
+        "TrainingMonitor",
+        "RandomState",
     }
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     assert trainer.max_epochs == 1
+    assert type(trainer.strategy.checkpoint_io).__name__ == "AtomicCheckpointIO"
 
 
 def test_stage3b_inherits_stage3a():

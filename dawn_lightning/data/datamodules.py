@@ -2,7 +2,10 @@
 
 Each checks the store when it is set up (files, lengths, NaN; videos are checked by `dawn-store validate`) and
 fails with every problem listed, rather than in the middle of an epoch. Under DDP Lightning shards the
-samplers, so every rank sees distinct clips.
+samplers: under DDP each rank gets its own share of every epoch, without repeats (training: the
+samples of an epoch are shuffled with the seed and the epoch, dealt to the ranks in turn, and the few left
+over when they do not divide evenly are dropped, as a single process drops its last incomplete batch;
+evaluation: every sample exactly once, the ranks' shares differing by at most one).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 from functools import cached_property
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from dawn_lightning.data.collate import RandomLengthCollate
 from dawn_lightning.data.datasets import FramePairDataset, SignalWindowDataset, VideoClipDataset
@@ -69,16 +73,28 @@ class StoreDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.datasets:
             self.datasets[split] = self.make_dataset(split, train)
+        sampler = self.sampler(self.datasets[split], train)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if train else self.val_batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=self.collate(train),
         )
+
+    def sampler(self, dataset: Dataset, train: bool) -> Sampler | None:
+        """This rank's share of ``dataset`` when training runs on several processes (None: all of it)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        ranks = {"num_replicas": trainer.world_size, "rank": trainer.global_rank}
+        if train:
+            return DistributedSampler(dataset, shuffle=True, seed=self.seed, drop_last=True, **ranks)
+        return UnrepeatedDistributedSampler(dataset, shuffle=False, **ranks)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

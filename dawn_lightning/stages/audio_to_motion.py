@@ -11,18 +11,22 @@ import lightning as L
 import torch
 from einops import rearrange
 
+from dawn_lightning.callbacks.ema import RAW_WEIGHTS_KEY, checkpoint_weights
 from dawn_lightning.data.video_io import write_mp4
 from dawn_lightning.diffusion import make_sampler, training_terms
+from dawn_lightning.models.a2v.blocks import ConditionedResBlock, PreNormResidual
 from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
 from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.stages.motion import load_motion_autoencoder
 from dawn_lightning.stages.optim import optimizer_with_schedule
+from dawn_lightning.stages.speed import checkpoint_activations
 from dawn_lightning.stages.visuals import clip_grid
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "motion_diffusion"
 FROZEN_PREFIX = "motion."
+WEIGHT_KEYS = {"state_dict", RAW_WEIGHTS_KEY}  # the weights (the EMA's when there is one) and the raw ones
 
 
 def file_sha256(path: str | Path) -> str:
@@ -48,7 +52,8 @@ class AudioToMotionModule(L.LightningModule):
     error by 1 / alpha (3e4 at t = 999 of the cosine schedule). Conditions are dropped per frame with
     probability ``cond_drop_prob`` (classifier-free guidance). Steps whose gradients are not finite are
     skipped and counted (``train/skipped_steps``). ``init_from`` starts from another stage-3 checkpoint's
-    weights (curriculum B from A, or fine-tuning), without its optimiser state.
+    weights (curriculum B from A, or fine-tuning), without its optimiser state. ``activation_checkpointing``
+    recomputes the U-Net blocks' activations in the backward pass (long clips in less memory).
     """
 
     def __init__(
@@ -64,12 +69,15 @@ class AudioToMotionModule(L.LightningModule):
         init_from: str | None = None,
         sampler: dict | None = None,
         num_val_videos: int = 2,
+        activation_checkpointing: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.motion: MotionAutoencoder = load_motion_autoencoder(motion_ckpt).requires_grad_(False)
         self.motion_ckpt_sha256 = file_sha256(motion_ckpt)
         self.net = net(z_channels=self.motion.z_channels)
+        if activation_checkpointing:  # long clips: U-Net block activations recomputed in the backward pass
+            checkpoint_activations(self.net, (ConditionedResBlock, PreNormResidual))
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.sampler_settings = {"name": "ddim", "num_steps": 20, "eta": 1.0, "dynamic_threshold": None} | (
             sampler or {}
@@ -122,9 +130,10 @@ class AudioToMotionModule(L.LightningModule):
                 "mean_face_box": stacked["face_box"].mean(0).tolist(),
             }
         store_size = self.data_spec.get("frame_size")
-        if store_size is not None and store_size % (4 * self.net.spatial_factor):
+        motion_size = None if store_size is None else round(store_size * self.motion.config["scale_factor"])
+        if motion_size is not None and motion_size % self.net.spatial_factor:
             raise ValueError(
-                f"frames of {store_size} px give {store_size // 4} px motion, not divisible by the U-Net's "
+                f"frames of {store_size} px give {motion_size} px motion, not divisible by the U-Net's "
                 f"{self.net.spatial_factor}: use fewer dim_mults or another size"
             )
 
@@ -294,9 +303,8 @@ class AudioToMotionModule(L.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN_PREFIX)
-        }
+        for key in WEIGHT_KEYS & checkpoint.keys():
+            checkpoint[key] = {k: v for k, v in checkpoint[key].items() if not k.startswith(FROZEN_PREFIX)}
         checkpoint[CHECKPOINT_KEY] = {
             "config": self.net.config,
             "motion_ckpt": str(Path(self.hparams.motion_ckpt).resolve()),
@@ -310,16 +318,17 @@ class AudioToMotionModule(L.LightningModule):
         self.data_spec = {
             k: record[k] for k in ("audio_features", "frame_size", "mean_face_box") if k in record
         }
-        own = self.state_dict()
-        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN_PREFIX)})
+        frozen = {k: v for k, v in self.state_dict().items() if k.startswith(FROZEN_PREFIX)}
+        for key in WEIGHT_KEYS & checkpoint.keys():
+            checkpoint[key].update(frozen)
 
 
 def load_motion_diffusion(
-    path: str | Path, map_location: str | torch.device = "cpu"
+    path: str | Path, map_location: str | torch.device = "cpu", ema: bool = True
 ) -> tuple[MotionDiffusion, dict]:
     """The network of a stage-3 checkpoint (eval mode), loaded with ``weights_only=True``, and its record:
     {"config", "motion_ckpt", "motion_ckpt_sha256", "sampler", "audio_features", "frame_size",
-    "mean_face_box"}."""
+    "mean_face_box"}. ``ema``: the EMA weights when the run kept an average (`EMA`), else the raw ones."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no stage-3 checkpoint there (train one with `make train-stage3`)")
@@ -328,7 +337,8 @@ def load_motion_diffusion(
         raise ValueError(f"{path}: not a stage-3 (motion diffusion) checkpoint: no {CHECKPOINT_KEY!r} entry")
     record = checkpoint[CHECKPOINT_KEY]
     net = MotionDiffusion.from_config(record["config"])
-    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    weights = checkpoint_weights(checkpoint, ema)
+    state = {k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")}
     net.load_state_dict(state, strict=True)
     return net.eval(), record
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dawn_lightning import FPS
+from dawn_lightning.callbacks.ema import checkpoint_weights
 from dawn_lightning.metrics.motion_stats import (
     beat_align_score,
     blink_rate,
@@ -307,9 +308,12 @@ def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sums.items()} | rates
 
 
-def load_pose_blink_generator(path: str | Path, map_location="cpu") -> tuple[nn.Module, dict]:
+def load_pose_blink_generator(
+    path: str | Path, map_location="cpu", ema: bool = True
+) -> tuple[nn.Module, dict]:
     """The generator of a stage-2 checkpoint (eval mode) and its record: {"mean", "std", "signals",
-    "audio_features"} (the store's feature spec it was trained on)."""
+    "audio_features"} (the store's feature spec it was trained on). ``ema``: the EMA weights when the run
+    kept an average (`EMA`), else the raw ones."""
     from dawn_lightning.models.pose_blink import GENERATORS
 
     path = Path(path)
@@ -320,7 +324,7 @@ def load_pose_blink_generator(path: str | Path, map_location="cpu") -> tuple[nn.
         raise ValueError(f"{path}: not a stage-2 (pose/blink) checkpoint: no {CHECKPOINT_KEY!r} entry")
     entry = checkpoint[CHECKPOINT_KEY]
     net = GENERATORS[entry["class"]](**entry["config"])
-    state = checkpoint["state_dict"]
+    state = checkpoint_weights(checkpoint, ema)
     weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     net.load_state_dict(weights)
     return net.eval(), {

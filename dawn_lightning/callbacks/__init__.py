@@ -1,0 +1,1 @@
+"""Lightning callbacks and plugins of the training runs: EMA, random state, monitoring, atomic checkpoints."""

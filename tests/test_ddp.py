@@ -1,0 +1,132 @@
+"""Multi-process training: every rank gets its own share of each epoch (no clip twice, none dropped beyond
+the uneven remainder), and 2-process DDP on the CPU (gloo) keeps identical weights on both ranks, for every
+stage, through `dawn-train trainer=ddp`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+
+from dawn_lightning.data.datamodules import PoseBlinkDataModule
+from tests.pipeline_fixtures import write_stage1
+from tests.test_resume import DAWN_TRAIN, stage2_command
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shares(dm: PoseBlinkDataModule, world: int, split: str, epoch: int = 0) -> list[list[int]]:
+    result = []
+    for rank in range(world):
+        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank)
+        loader = dm.train_dataloader() if split == "train" else dm.val_dataloader()
+        loader.sampler.set_epoch(epoch) if hasattr(loader.sampler, "set_epoch") else None
+        result.append(list(loader.sampler))
+    return result
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_share_each_epoch_without_repeats(tiny_store, world):
+    dm = PoseBlinkDataModule(str(tiny_store), window=10, batch_size=2, samples_per_clip=5, check_store=False)
+    dm.setup("fit")
+    size = len(dm.datasets["train"])  # 3 clips x 5 samples
+    for epoch in (0, 1):
+        train = shares(dm, world, "train", epoch)
+        seen = [i for share in train for i in share]
+        assert len(set(seen)) == len(seen) == size - size % world  # disjoint; only the remainder dropped
+    assert shares(dm, world, "train", 0) != shares(dm, world, "train", 1)  # reshuffled every epoch
+    val = shares(dm, world, "val")
+    assert sorted(i for share in val for i in share) == list(range(len(dm.datasets["val"])))  # each once
+
+
+class RankWeights(L.Callback):
+    """Test probe: each rank writes its weights (and EMA weights, if any) after training to ``<folder>``."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_train_end(self, trainer, pl_module):
+        state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items()}
+        averaged = getattr(
+            next((c for c in trainer.callbacks if hasattr(c, "_average_model")), None), "_average_model", None
+        )
+        if averaged is not None:
+            state |= {f"ema.{k}": v.detach().cpu() for k, v in averaged.module.state_dict().items()}
+        torch.save(
+            {"state": state, "step": trainer.global_step}, self.folder / f"rank{trainer.global_rank}.pt"
+        )
+
+
+# PyTorch's SyncBatchNorm (trainer=ddp's default, for stage 1) needs CUDA: off on the CPU
+DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+DDP += ["trainer.sync_batchnorm=false"]
+
+
+def run_ddp(command: list[str], tmp_path: Path) -> tuple[dict, dict]:
+    command = [
+        *command,
+        *DDP,
+        "+callbacks.probe._target_=tests.test_ddp.RankWeights",
+        f"+callbacks.probe.folder={tmp_path}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DAWN_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    subprocess.run(command, env=env, check=True, capture_output=True, cwd=tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    return ranks[0], ranks[1]
+
+
+def assert_same_weights(first: dict, second: dict, skip: tuple[str, ...] = ()) -> None:
+    assert first["step"] == second["step"] > 0
+    assert first["state"].keys() == second["state"].keys()
+    for name, value in first["state"].items():
+        if not name.endswith(skip):
+            torch.testing.assert_close(value, second["state"][name], rtol=0, atol=0, equal_nan=True, msg=name)
+
+
+@pytest.mark.slow
+def test_stage2_ddp_keeps_ranks_identical(synthetic, tmp_path):
+    command = stage2_command(
+        synthetic.root, **{"trainer.max_epochs": "1", "trainer.limit_train_batches": "2"}
+    )
+    first, second = run_ddp(command, tmp_path)
+    assert_same_weights(first, second)
+    assert any(k.startswith("ema.") for k in first["state"])
+
+
+QUICK = [
+    "trainer.max_steps=2",
+    "trainer.limit_val_batches=1",
+    "datamodule.batch_size=2",
+    "datamodule.num_workers=0",
+]
+QUICK += ["logger=csv", "~callbacks.rich_progress_bar", "+trainer.enable_progress_bar=false"]
+
+
+@pytest.mark.slow
+def test_stage1_ddp_keeps_ranks_identical(synthetic, tmp_path):
+    command = [str(DAWN_TRAIN), "experiment=stage1", f"data.store_dir={synthetic.root}", *QUICK]
+    # without SyncBatchNorm each rank's BatchNorm running statistics follow its own batches (DDP broadcasts
+    # rank 0's before every forward): the parameters agree, the statistics of the last batch do not
+    first, second = run_ddp(command, tmp_path)
+    assert_same_weights(first, second, skip=("running_mean", "running_var"))
+    assert any(k.endswith("running_mean") for k in first["state"])
+
+
+@pytest.mark.slow
+def test_stage3_ddp_keeps_ranks_identical(synthetic, tmp_path):
+    write_stage1(tmp_path / "stage1.ckpt")
+    unet = "{dim:8,dim_mults:[1,2],attn_heads:2,attn_dim_head:8,spatial_dim_head:8,cross_heads:2,"
+    unet += "resnet_groups:4}"
+    command = [str(DAWN_TRAIN), "experiment=stage3a", f"data.store_dir={synthetic.root}", *QUICK]
+    command += [
+        f"model.motion_ckpt={tmp_path / 'stage1.ckpt'}",
+        f"model.net.unet={unet}",
+        "model.num_val_videos=0",
+    ]
+    first, second = run_ddp(command, tmp_path)
+    assert_same_weights(first, second)
