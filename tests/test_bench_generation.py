@@ -60,7 +60,7 @@ def test_checkpoints_load(tmp_path):
     paths = generation.write_checkpoints(64, tmp_path, steps=7)
     net, record = load_motion_diffusion(paths["diffusion"])
     assert record["sampler"]["num_steps"] == 7 and record["frame_size"] == 64
-    assert net.config["audio_dim"] == 80 and net.config["z_channels"] == 64
+    assert net.config["audio_dim"] == 80 and net.config["z_channels"] == 128
     pbnet, pb_record = load_pose_blink_generator(paths["pose_blink"])
     assert pb_record["signals"] == "both" and pbnet.config["state_dim"] == 8
 

@@ -141,7 +141,7 @@ def test_train_stage1_and_reload_checkpoint(synthetic, tmp_path):
     metric, trainer = train(cfg)
     assert trainer.global_step == 2 and metric is not None and 5 < metric < 60  # val/psnr in dB
     net = load_motion_autoencoder(tmp_path / "last.ckpt")
-    assert not net.training and net.z_channels == 64
+    assert not net.training and net.z_channels == 128
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert not any(k.startswith(("perceptual.", "val_metrics.")) for k in checkpoint["state_dict"])
     trained = trainer.lightning_module.net.eval()

@@ -29,9 +29,9 @@ from dawn_lightning.diffusion.registry import make_sampler
 from dawn_lightning.models.a2v.motion_diffusion import BLINK_DIM, POSE_DIM, MotionDiffusion
 
 # Frame size -> model config, the input widths and the motion size of that size (DAWN at 128 px: HuBERT 1024,
-# z_src 256, 32 x 32 motion; the CPU stage 1 at 64 px also moves 32 x 32 cells, with a 64-channel z_src).
+# z_src 256, 32 x 32 motion).
 SIZES: dict[int, dict[str, Any]] = {
-    64: {"model": "a2v_64", "audio_dim": 80, "z_channels": 64, "motion": 32},
+    64: {"model": "a2v_64", "audio_dim": 80, "z_channels": 128, "motion": 16},
     128: {"model": "a2v_128", "audio_dim": 1024, "z_channels": 256, "motion": 32},
 }
 ATTENTIONS = ("banded", "full")
@@ -207,7 +207,7 @@ def _available_mib() -> float | None:
 def estimated_peak_mib(size: int, attention: str, frames: int) -> float:
     """A rough upper bound of the working memory (MiB): 8 MiB per frame at 128 px, scaling with the motion
     cells and the width, plus, with full attention, 2.5 times the F x F scores of the top level (h * w tokens
-    x heads x 4 bytes; measured at 64 px with 16 x 16 motion, F = 200: 2.3 times)."""
+    x heads x 4 bytes; measured at 64 px, F = 200: 2.3 times)."""
     pixels = (SIZES[size]["motion"] / 32) ** 2 * model_sizes(size)["dim"] / 64
     dense = 0.0
     if attention == "full":
