@@ -54,6 +54,7 @@ DEFAULT_SAMPLER = {
 }
 BLINK_SEED_OFFSET = 1_000_003  # the blink model of a pose/blink pair draws its latents from seed + this
 STAGE_DIRS = {"motion": "stage1", "pose_blink": "stage2", "diffusion": "stage3b"}
+HUBERT_SETTING = "audio_features.hubert_path"  # in conf/generate.yaml and conf/preprocess.yaml
 Progress = Callable[[Iterable[int]], Iterable[int]]
 
 
@@ -96,7 +97,9 @@ class PortraitState:
 
 
 class InitialStateEstimator(Protocol):
-    """Measures a portrait (3, S, S) in [0, 1]: where a face backend plugs in."""
+    """Measures a portrait (3, S, S) in [0, 1]: where a face backend plugs in. An estimator with an int
+    attribute ``resolution`` gets the portrait square at max(resolution, the model's frame size) instead of at
+    the frame size."""
 
     def __call__(self, portrait: torch.Tensor) -> PortraitState: ...
 
@@ -112,12 +115,40 @@ class MeanInitialState:
     def __call__(self, portrait: torch.Tensor) -> PortraitState:
         if not self._warned:
             log.warning(
-                "no face backend: the portrait is assumed to show the training data's mean face box %s, "
-                "pose and blink (align the face like the training frames for best results)",
+                "no face backend (set face.model_path to measure the portrait): the portrait is assumed to "
+                "show the training data's mean face box %s, pose and blink (align the face like the training "
+                "frames for best results)",
                 [round(float(v), 3) for v in self.state.face_box],
             )
             self._warned = True
         return self.state
+
+
+class FaceInitialState:
+    """The portrait's face box, pose and blink measured by a face backend (e.g. MediaPipe, from
+    `dawn_lightning.data.preprocess.face`) in the conventions preprocessing writes into the store
+    (`portrait_state`). ``keep``: a pose and blink to use instead of the measured ones (checkpoints whose
+    state units are not the backend's, e.g. imported DAWN weights); the face box is measured either way. No
+    face: `NoFaceError`."""
+
+    resolution = 256  # the square the backend sees (the face landmarker works on 192-256 px faces)
+
+    def __init__(self, backend, keep: PortraitState | None = None):
+        self.backend, self.keep = backend, keep
+
+    def __call__(self, portrait: torch.Tensor) -> PortraitState:
+        from dawn_lightning.data.preprocess.portrait_state import measure_portrait
+
+        image = (portrait.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+        face = measure_portrait(self.backend, image.permute(1, 2, 0).cpu().numpy())
+        state = PortraitState(*(torch.from_numpy(v) for v in (face.face_box, face.pose, face.blink)))
+        if self.keep is not None:
+            state = PortraitState(state.face_box, self.keep.pose, self.keep.blink)
+        log.info(
+            "portrait measured by the face backend: face box %s, pose %s, blink %s",
+            *([round(float(v), 3) for v in x] for x in (state.face_box, state.pose, state.blink)),
+        )
+        return state
 
 
 class PoseBlinkPair(nn.Module):
@@ -141,14 +172,15 @@ class PoseBlinkPair(nn.Module):
 
 
 def load_pose_blink_pair(
-    pose_ckpt: str | os.PathLike, blink_ckpt: str | os.PathLike
+    pose_ckpt: str | os.PathLike, blink_ckpt: str | os.PathLike, ema: bool = True
 ) -> tuple[PoseBlinkPair, dict]:
-    """A pose-only and a blink-only stage-2 checkpoint as one `PoseBlinkPair` and a joint record."""
+    """A pose-only and a blink-only stage-2 checkpoint as one `PoseBlinkPair` and a joint record (``ema``: as
+    `load_pose_blink_generator`)."""
     from dawn_lightning.stages.pose_blink import load_pose_blink_generator
 
     nets, records = {}, {}
     for signal, path in (("pose", pose_ckpt), ("blink", blink_ckpt)):
-        nets[signal], records[signal] = load_pose_blink_generator(path)
+        nets[signal], records[signal] = load_pose_blink_generator(path, ema=ema)
         if records[signal]["signals"] != signal:
             raise ValueError(
                 f"{path}: a stage-2 model of {records[signal]['signals']!r}, but checkpoints.{signal} needs "
@@ -251,7 +283,11 @@ class DawnPipeline:
     temperature: scale of stage 2's latent noise.
     portrait_mode, background: how the portrait becomes a square frame (`load_portrait`).
     max_frames, on_too_long: a length limit and what exceeding it does ("error" or "chunk").
-    initial_state: the portrait's face box, pose and blink; default `MeanInitialState`.
+    initial_state: the portrait's face box, pose and blink; default: measured by ``face_backend`` when given
+        (`FaceInitialState`), else `MeanInitialState`.
+    face_backend: a face backend (`dawn_lightning.data.preprocess.face`, e.g. `MediaPipeFaceBackend`).
+    hubert_path: the local HuBERT model folder, for checkpoints trained on HuBERT features (default: the
+        folder their recorded spec names, if it still exists).
     names: how errors and logs name the three checkpoints.
     """
 
@@ -274,6 +310,8 @@ class DawnPipeline:
         max_frames: int | None = None,
         on_too_long: Literal["error", "chunk"] = "error",
         initial_state: InitialStateEstimator | None = None,
+        face_backend: Any = None,
+        hubert_path: str | os.PathLike | None = None,
         names: Mapping[str, str] | None = None,
     ):
         self.names = {"motion": "stage 1", "pose_blink": "stage 2", "diffusion": "stage 3"} | dict(
@@ -295,7 +333,9 @@ class DawnPipeline:
         self.pose_blink_record, self.diffusion_record = pose_blink_record, diffusion_record
         for notice in diffusion_record.get("warnings") or ():
             log.warning("%s: %s", self.names["diffusion"], notice)
-        self.features = features_from_spec(self._audio_spec())
+        self.features = features_from_spec(
+            self._audio_spec(), None if hubert_path is None else str(hubert_path), HUBERT_SETTING
+        )
         self._check_sizes()
         self.sampler_settings = (
             DEFAULT_SAMPLER | dict(diffusion_record.get("sampler") or {}) | dict(sampler or {})
@@ -306,6 +346,8 @@ class DawnPipeline:
         self.portrait_mode, self.background = portrait_mode, background
         self.max_frames, self.on_too_long = max_frames, on_too_long
         self.signals = pose_blink_record.get("signals", "both")
+        if initial_state is None and face_backend is not None:
+            initial_state = self._face_initial_state(face_backend)
         self.initial_state = initial_state or self._mean_initial_state()
 
     # -- construction -------------------------------------------------------------------------------------
@@ -317,10 +359,12 @@ class DawnPipeline:
         diffusion_ckpt: str | os.PathLike,
         device: str | torch.device = "cpu",
         precision: str = "fp32",
+        ema: bool = True,
         **options: Any,
     ) -> DawnPipeline:
         """Loads the three stages' checkpoints (files, or run folders holding ``checkpoints/last.ckpt``);
-        stage 2 is one checkpoint or a (pose-only, blink-only) pair. ``options`` are the constructor's
+        stage 2 is one checkpoint or a (pose-only, blink-only) pair. ``ema``: stages 2 and 3 use their EMA
+        weights where the run kept an average (false: the raw weights). ``options`` are the constructor's
         keyword arguments."""
         from dawn_lightning.stages.audio_to_motion import check_motion_checkpoint, load_motion_diffusion
         from dawn_lightning.stages.motion import load_motion_autoencoder
@@ -334,12 +378,14 @@ class DawnPipeline:
         names = {k: f"stage-{i} checkpoint {paths[k]}" for i, k in ((1, "motion"), (3, "diffusion"))}
         if isinstance(pose_blink_ckpt, tuple | list):
             pose_path, blink_path = (resolve_checkpoint(p) for p in pose_blink_ckpt)
-            pose_blink, pose_blink_record = load_pose_blink_pair(pose_path, blink_path)
+            pose_blink, pose_blink_record = load_pose_blink_pair(pose_path, blink_path, ema=ema)
             names["pose_blink"] = f"stage-2 checkpoints {pose_path} (pose) and {blink_path} (blink)"
         else:
-            pose_blink, pose_blink_record = load_pose_blink_generator(resolve_checkpoint(pose_blink_ckpt))
+            pose_blink, pose_blink_record = load_pose_blink_generator(
+                resolve_checkpoint(pose_blink_ckpt), ema=ema
+            )
             names["pose_blink"] = f"stage-2 checkpoint {resolve_checkpoint(pose_blink_ckpt)}"
-        diffusion, diffusion_record = load_motion_diffusion(paths["diffusion"])
+        diffusion, diffusion_record = load_motion_diffusion(paths["diffusion"], ema=ema)
         check_motion_checkpoint(diffusion_record, paths["motion"])
         names = {k: names[k] for k in ("motion", "pose_blink", "diffusion")}
         for name in names.values():
@@ -400,13 +446,15 @@ class DawnPipeline:
             background=cfg["framing"]["background"],
             max_frames=cfg["max_frames"],
             on_too_long=cfg["on_too_long"],
+            face_backend=face_backend_from_config(cfg.get("face")),
+            hubert_path=(cfg.get("audio_features") or {}).get("hubert_path"),
         )
 
     def _audio_spec(self) -> dict:
         """The audio feature spec both generative stages were trained on (they must agree)."""
         spec2 = self.pose_blink_record.get("audio_features")
         spec3 = self.diffusion_record.get("audio_features")
-        if spec2 is not None and spec3 is not None and dict(spec2) != dict(spec3):
+        if spec2 is not None and spec3 is not None and _identity(spec2) != _identity(spec3):
             raise ValueError(
                 "stages 2 and 3 were trained on different audio features:\n"
                 f"  {self.names['pose_blink']}: {dict(spec2)}\n"
@@ -441,11 +489,41 @@ class DawnPipeline:
                 f"{self.names['diffusion']} expects z_src of {self.diffusion.config['z_channels']} channels, "
                 f"{self.names['motion']} gives {self.motion.z_channels}"
             )
-        if self.frame_size % (4 * self.diffusion.spatial_factor):
+        motion_size = round(self.frame_size * self.motion.config["scale_factor"])
+        if motion_size % self.diffusion.spatial_factor:
             raise ValueError(
-                f"frame size {self.frame_size} gives {self.frame_size // 4} px motion, not divisible by "
+                f"frame size {self.frame_size} gives {motion_size} px motion, not divisible by "
                 f"the U-Net's {self.diffusion.spatial_factor}"
             )
+
+    def _face_initial_state(self, backend) -> FaceInitialState:
+        """Measured by ``backend``; for stages whose recorded initial state has units of their own (imported
+        DAWN weights: 3DDFA pose, eye ratios), only the face box is measured."""
+        recorded = self.diffusion_record.get("initial_state")
+        if not recorded:
+            return FaceInitialState(backend)
+        log.warning(
+            "%s records its own pose/blink units (imported weights): the face backend measures the "
+            "portrait's face box, pose and blink stay at the recorded %s and %s",
+            self.names["diffusion"],
+            recorded["pose"],
+            recorded["blink"],
+        )
+        return FaceInitialState(backend, keep=self._mean_initial_state().state)
+
+    def _initial_state(self, portrait, image: torch.Tensor) -> PortraitState:
+        """The estimator's state of the portrait square ``image`` (3, S, S); a face backend that finds no face
+        is an error naming the portrait."""
+        from dawn_lightning.data.preprocess.portrait_state import NoFaceError
+
+        resolution = getattr(self.initial_state, "resolution", None)
+        if resolution and resolution > self.frame_size:
+            image = load_portrait(portrait, int(resolution), self.portrait_mode, self.background)
+        try:
+            return self.initial_state(image)
+        except NoFaceError as error:
+            name = str(portrait) if isinstance(portrait, str | os.PathLike) else "the portrait array"
+            raise NoFaceError(f"{name}: {error}; use a portrait with a clearly visible face") from None
 
     def _mean_initial_state(self) -> MeanInitialState:
         """The stage-3 checkpoint's recorded initial state if it has one (imported weights: the reference's
@@ -518,7 +596,7 @@ class DawnPipeline:
             "stage3": 0.0,
             "stage1": 0.0,
         }
-        state = self.initial_state(image)
+        state = self._initial_state(portrait, image)
         source = self.motion.encode(image[None].to(self.device))
         context = self.diffusion.context(source.z, state.face_box[None].to(self.device))
         ref_pose, ref_blink = state.pose[None].to(self.device), state.blink[None].to(self.device)
@@ -652,6 +730,23 @@ class DawnPipeline:
             uint8 = (batch.float().clamp(0, 1) * 255).round().to(torch.uint8)
             frames.append(uint8.permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(frames)
+
+
+def _identity(spec: Mapping) -> dict:
+    """An audio feature spec without where its model lay on disk (two copies of one model are one feature)."""
+    return {k: v for k, v in dict(spec).items() if k != "path"}
+
+
+def face_backend_from_config(face: Mapping | None):
+    """The face backend of the generate config's ``face`` settings, or None when ``model_path`` is unset
+    (conf/generate.yaml defaults it to the env var DAWN_FACE_MODEL; ``face.model_path=null`` turns it off)."""
+    from dawn_lightning.data.preprocess.face import make_backend
+
+    face = dict(face or {})
+    model_path = face.get("model_path")
+    if not model_path:
+        return None
+    return make_backend(face.get("backend") or "mediapipe", model_path, face.get("min_confidence", 0.5))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

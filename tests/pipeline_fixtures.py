@@ -115,6 +115,26 @@ def tiny_checkpoints(root: Path) -> dict[str, Path]:
     return _BUILT["paths"]
 
 
+def tiny_hubert(folder: Path, hidden_size: int = 16) -> Path:
+    """A randomly initialised HuBERT of ``hidden_size`` features, saved where `HubertFeatures` reads it (needs
+    `transformers`, the `hubert` extra). One layer, tiny convolutions: ~5 M parameters at 1024 wide."""
+    import transformers
+
+    if not (folder / "config.json").is_file():
+        torch.manual_seed(3)
+        config = transformers.HubertConfig(
+            hidden_size=hidden_size,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            conv_dim=(8,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2 if hidden_size < 64 else 16,
+        )
+        transformers.HubertModel(config).save_pretrained(folder)
+    return folder
+
+
 def speech(seconds: float, rate: int = 16_000, channels: int = 1, seed: int = 0) -> np.ndarray:
     """Speech-like test audio (channels, N) float32: a pitched buzz under a syllable-rate envelope."""
     rng = np.random.default_rng(seed)

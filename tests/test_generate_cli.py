@@ -36,6 +36,7 @@ def config(checkpoints, **overrides):
         f"checkpoints.diffusion={checkpoints['diffusion']}",
         "sampler.num_steps=2",
         "device=cpu",
+        "face.model_path=null",  # synthetic portraits: no face backend even when DAWN_FACE_MODEL is set
     ]
     return compose("generate", args + [f"{k}={v}" for k, v in overrides.items()])
 

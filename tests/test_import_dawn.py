@@ -5,8 +5,8 @@ The released files are not available here; stand-ins are built from the referenc
 weights and the derived constants (schedule buffers, position tables) the reference computes. They must map
 and load strictly; missing, unexpected and mis-shaped keys give one error listing them all; pickled objects
 need --trust-pickle. A full-size random set (LFG_128 + DAWN_128 + PBNet pose/blink) converts with the CLI and
-generates a short video through `dawn-generate`'s path: HuBERT is not available, so that test replaces the
-audio feature extractor by random (T, 1024) features.
+generates a short video through `dawn-generate`'s path with `audio_features.hubert_path` naming a tiny random
+1024-wide HuBERT saved as `hubert-large-ls960-ft` (random (T, 1024) features when `transformers` is absent).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from dawn_lightning.released.mapping import (
 from dawn_lightning.stages.audio_to_motion import file_sha256, load_motion_diffusion
 from dawn_lightning.stages.motion import load_motion_autoencoder
 from dawn_lightning.stages.pose_blink import load_pose_blink_generator
-from tests.pipeline_fixtures import portrait, speech, write_wav
+from tests.pipeline_fixtures import portrait, speech, tiny_hubert, write_wav
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHAPES = SHARED / "reference" / "dawn_state_dict_shapes.json"
@@ -227,7 +227,9 @@ def test_all_failing_inputs_are_reported_together(tmp_path):
 
 
 def test_hubert_features_name_the_missing_setting():
-    with pytest.raises(ValueError, match="'hubert'.*hubert_path.*facebook/hubert-large-ls960-ft"):
+    with pytest.raises(
+        FileNotFoundError, match="audio_features.hubert_path=.*facebook/hubert-large-ls960-ft"
+    ):
         features_from_spec(C.HUBERT_FEATURES)
 
 
@@ -319,7 +321,7 @@ def test_import_records_sources_and_the_reference_conventions(released_set, impo
 @needs_shapes
 def test_pair_of_stage2_models_must_be_pose_then_blink_and_hubert_is_named(imported, one_thread):
     out, record = imported
-    with pytest.raises(ValueError, match="'hubert' cannot be computed.*the setting hubert_path"):
+    with pytest.raises(FileNotFoundError, match="HuBERT features .* set audio_features.hubert_path="):
         pipeline_module.DawnPipeline.from_config(compose("generate", record["generate_overrides"]))
     with pytest.raises(ValueError, match="a stage-2 model of 'blink', but checkpoints.pose needs"):
         load_pose_blink_pair(out / "stage2_blink.ckpt", out / "stage2_pose.ckpt")
@@ -329,7 +331,7 @@ def test_pair_of_stage2_models_must_be_pose_then_blink_and_hubert_is_named(impor
 
 
 class RandomHubert:
-    """Stands in for HuBERT (unavailable here): random (T, 1024) features."""
+    """Stands in for HuBERT without `transformers`: random (T, 1024) features."""
 
     dim = 1024
 
@@ -340,7 +342,11 @@ class RandomHubert:
 @needs_shapes
 def test_imported_set_generates_a_video_end_to_end(imported, tmp_path, monkeypatch, caplog, one_thread):
     out, record = imported
-    monkeypatch.setattr(pipeline_module, "features_from_spec", lambda spec: RandomHubert())
+    try:  # a tiny random HuBERT as wide as HuBERT-large, in a folder named like the released model's
+        hubert = [f"audio_features.hubert_path={tiny_hubert(tmp_path / 'hubert-large-ls960-ft', 1024)}"]
+    except ImportError:
+        hubert = []
+        monkeypatch.setattr(pipeline_module, "features_from_spec", lambda *args: RandomHubert())
     samplers = []
 
     def recording_make_sampler(*args, **kwargs):
@@ -353,7 +359,9 @@ def test_imported_set_generates_a_video_end_to_end(imported, tmp_path, monkeypat
     write_wav(tmp_path / "speech.wav", speech(0.2)[0])  # 5 frames
     video = tmp_path / "talk.mp4"
     inputs = [f"portrait={tmp_path / 'face.png'}", f"audio={tmp_path / 'speech.wav'}", f"out={video}"]
-    cfg = compose("generate", [*record["generate_overrides"], *inputs, "sampler.num_steps=2", "device=cpu"])
+    settings = [*record["generate_overrides"], *hubert, *inputs, "sampler.num_steps=2", "device=cpu"]
+    settings.append("face.model_path=null")  # a synthetic portrait: no face backend even if DAWN_FACE_MODEL
+    cfg = compose("generate", settings)
     with caplog.at_level(logging.WARNING, logger="dawn_lightning.pipeline"):
         generate(cfg)
     notices = [r.getMessage() for r in caplog.records if "face-region encoder" in r.getMessage()]

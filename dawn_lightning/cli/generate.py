@@ -4,8 +4,9 @@
     dawn-generate portrait=face.png audio=a.m4a out=a.mp4 checkpoints.diffusion=experiments/stage3a/latest
 
 The settings are in conf/generate.yaml. A bad input (unreadable image, missing, undecodable, empty, silent or
-too short audio, a pose/blink file of the wrong length) stops with a message naming the file, and nothing is
-written at ``out``.
+too short audio, a pose/blink file of the wrong length, a portrait without a face when ``face.model_path`` is
+set) stops with a message naming the file, and nothing is written at ``out``. HuBERT checkpoints (e.g. the
+imported DAWN weights) need ``audio_features.hubert_path``.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def generate(cfg: DictConfig) -> Path:
             raise ValueError(f"{key}=... is required: {USAGE}")
     # the inputs are read before the models load, so a bad file fails at once
     speech = load_speech(cfg.audio)
-    image = read_image(cfg.portrait)
+    read_image(cfg.portrait)  # read again by the pipeline, which names the file in its errors (no face, ...)
     pose_blink = None if cfg.pose_blink in (None, "generated") else cfg.pose_blink
     pipeline = DawnPipeline.from_config(cfg)
-    video = pipeline(image, speech, seed=cfg.seed, pose_blink=pose_blink, progress=_progress())
+    video = pipeline(cfg.portrait, speech, seed=cfg.seed, pose_blink=pose_blink, progress=_progress())
     path = video.save(cfg.out)
     log.info("%s: %d frames (%.2f s) at %d fps", path, len(video), video.seconds, video.fps)
     return path
@@ -55,5 +56,5 @@ def _progress():
 def main(cfg: DictConfig) -> None:
     try:
         generate(cfg)
-    except (FileNotFoundError, ValueError) as error:  # bad inputs or settings: the message says which
+    except (FileNotFoundError, ValueError, ImportError) as error:  # bad inputs, settings or a missing extra
         raise SystemExit(f"dawn-generate: error: {error}") from None

@@ -43,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from dawn_lightning.data.hubert import HUBERT_URL
     from dawn_lightning.released.convert import import_released
 
     try:
@@ -55,4 +56,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{key:9s} {args.out}/{entry['file']}  <- {entry['source']['path']}", file=sys.stdout)
     if "generate_overrides" in record:
         print("generate with: dawn-generate portrait=face.png audio=speech.wav out=talk.mp4 \\")
-        print("    " + " \\\n    ".join(record["generate_overrides"]))
+        hubert = "audio_features.hubert_path=/path/to/hubert-large-ls960-ft"  # the released weights' features
+        print("    " + " \\\n    ".join([*record["generate_overrides"], hubert]))
+        print(f"(HuBERT-large, 1024 wide, read from a local folder: git clone {HUBERT_URL})")

@@ -69,19 +69,28 @@ class LogMelFeatures:
 FEATURE_KINDS = {"logmel": LogMelFeatures}
 
 
-def features_from_spec(spec: dict) -> LogMelFeatures:
+def features_from_spec(
+    spec: dict, hubert_path: str | None = None, setting: str = "audio_features.hubert_path"
+):
     """The extractor that produced features of a recorded ``spec`` (a store's or a checkpoint's), rebuilt so a
-    model is fed the features it was trained on. Raises ValueError for a kind this version cannot compute
-    or a spec that the rebuilt extractor does not reproduce."""
+    model is fed the features it was trained on.
+
+    HuBERT (what the released DAWN weights were trained on) reads its model from ``hubert_path`` (the setting
+    named ``setting``), else from the folder the spec records if it still exists: see
+    `dawn_lightning.data.hubert.hubert_from_spec`. Raises FileNotFoundError when the HuBERT folder is not
+    given, ValueError for a kind this version cannot compute, a ``hubert_path`` with features of another
+    kind, or a spec that the rebuilt extractor does not reproduce."""
     from dataclasses import fields
 
     kind = spec.get("kind")
-    if kind == "hubert":  # what the released DAWN weights were trained on (see dawn_lightning.released)
+    if kind == "hubert":
+        from dawn_lightning.data.hubert import hubert_from_spec
+
+        return hubert_from_spec(spec, hubert_path, setting)
+    if hubert_path:
         raise ValueError(
-            "audio features of kind 'hubert' cannot be computed by this version: HuBERT extraction needs the "
-            "setting hubert_path (a local copy of facebook/hubert-large-ls960-ft, from "
-            "https://huggingface.co/facebook/hubert-large-ls960-ft, read through `transformers`), which "
-            f"comes with real-video preprocessing (dawn-preprocess); the spec is {spec}"
+            f"{setting}={hubert_path} is set, but the checkpoints were trained on {kind!r} audio features "
+            f"({spec}), not HuBERT: unset {setting}"
         )
     if kind not in FEATURE_KINDS:
         raise ValueError(
