@@ -14,7 +14,7 @@ STAGE1_CKPT := experiments/stage1/latest/checkpoints/last.ckpt
 DEFAULT_STAGE1 = $(if $(findstring motion_ckpt,$(ARGS)),,$(STAGE1_CKPT))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 generate demo bench tensorboard clean
+.PHONY: help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,face,hubert]"
 	@touch $(STAMP)
 
 test: setup ## run the test suite (CPU, under 15 minutes on 2 cores)
@@ -37,6 +37,9 @@ lint: setup ## ruff lint and format check
 
 data-synthetic: setup ## generate the synthetic talking-head clip store (data/synthetic64 by default)
 	$(BIN)/dawn-synthetic $(ARGS)
+
+preprocess: setup ## real videos -> clip store: make preprocess ARGS="input=/data/videos output=data/real128 size=128 [preprocess=hdtf]"
+	$(BIN)/dawn-preprocess $(ARGS)
 
 validate-store: setup ## validate a clip store: make validate-store STORE=data/synthetic64
 	$(BIN)/dawn-store validate $(STORE)
@@ -60,14 +63,31 @@ train-stage3: setup $(DEFAULT_DATA) $(DEFAULT_STAGE1) ## train stage 3, curricul
 $(STAGE1_CKPT): | setup $(SYNTHETIC)
 	$(BIN)/dawn-train experiment=stage1
 
+train-syncnet: setup $(DEFAULT_DATA) ## train the project's SyncNet (for LSE-C/LSE-D on the synthetic data): make train-syncnet [ARGS=...]
+	$(BIN)/dawn-train experiment=syncnet $(ARGS)
+
+evaluate: setup ## generate + score a store split: make evaluate ARGS="run=experiments data.store_dir=data/synthetic64 split=test"
+	$(BIN)/dawn-evaluate $(ARGS)
+
 demo: setup ## the whole method on a CPU: synthetic data, stages 1-3, a video in experiments/demo/ (reuses what is done)
 	$(BIN)/dawn-demo $(ARGS)
 
-bench: setup ## measure speed and quality: make bench [CKPT=<stage-1 ckpt>] [CKPT2=<stage-2 ckpt>]
+bench: setup $(SYNTHETIC) ## measure speed and quality: make bench [CKPT=<stage-1 ckpt>] [CKPT2=<stage-2 ckpt>]
 	$(BIN)/dawn-bench stage1 $(if $(CKPT),--checkpoint $(CKPT))
 	$(BIN)/dawn-bench stage3 --out experiments/bench/stage3.json
 	$(BIN)/dawn-bench generate --out experiments/bench/generation.json
+	$(BIN)/dawn-bench train --out experiments/bench/train.json
 	$(if $(CKPT2),$(BIN)/dawn-bench stage2 --checkpoint $(CKPT2))
+	$(if $(DAWN_FACE_MODEL),$(BIN)/dawn-bench preprocess --out experiments/bench/preprocess.json)
+
+SWEEP ?= window
+STAGE2_SWEEPS := pose_generator optuna
+sweep: setup $(DEFAULT_DATA) $(if $(filter $(SWEEP),$(STAGE2_SWEEPS)),,$(DEFAULT_STAGE1)) ## an ablation of conf/sweep/: make sweep SWEEP=window|curriculum|lip_weight|sampler|guidance|pose_generator|optuna [ARGS=...]
+	$(if $(filter optuna,$(SWEEP)),$(BIN)/pip install -q -e ".[sweep]")
+	$(BIN)/dawn-train --multirun +sweep=$(SWEEP) $(ARGS)
+
+report: setup ## table (markdown, CSV) and plot of a sweep's runs: make report [SWEEP_DIR=experiments/sweeps/window/<time>]
+	$(BIN)/dawn-report $(SWEEP_DIR)
 
 tensorboard: setup ## serve TensorBoard over experiments/
 	$(BIN)/tensorboard --logdir experiments

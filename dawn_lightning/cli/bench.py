@@ -12,7 +12,7 @@ import torch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dawn-bench", description=__doc__)
-    parser.add_argument("stage", choices=["stage1", "stage2", "stage3", "generate"])
+    parser.add_argument("stage", choices=["stage1", "stage2", "stage3", "generate", "preprocess", "train"])
     parser.add_argument("--checkpoint", help="a checkpoint of that stage to score (stage 2 needs one)")
     parser.add_argument("--store", default="data/synthetic64")
     parser.add_argument(
@@ -43,6 +43,25 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument(
         "--warmup-seconds", type=float, default=1.0, help="an unmeasured generation first (0: none)"
     )
+    prep = parser.add_argument_group(
+        "preprocess (one worker's frames/s by phase on real videos; writes preprocess.json)"
+    )
+    prep.add_argument(
+        "--videos", nargs="+", help="talking-head videos (default: three clips of ../shared/realdata)"
+    )
+    prep.add_argument("--face-model", help="face_landmarker.task (default: $DAWN_FACE_MODEL)")
+    prep.add_argument("--size", type=int, default=256, help="output frame size")
+    train = parser.add_argument_group(
+        "train (training samples/s of each stage as dawn-train runs it, data loading included)"
+    )
+    train.add_argument("--stages", nargs="+", default=["stage1", "stage2", "stage3"])
+    train.add_argument("--train-steps", type=int, default=10, help="timed batches, after 2 warm-up ones")
+    train.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="space-separated overrides measured as well, e.g. 'trainer.precision=bf16-mixed' (repeatable)",
+    )
     args = parser.parse_args(argv)
     results = {"torch_threads": torch.get_num_threads()}
     if args.stage == "stage3":
@@ -70,6 +89,21 @@ def main(argv: list[str] | None = None) -> int:
             warmup_seconds=args.warmup_seconds,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
+    elif args.stage == "preprocess":
+        from dawn_lightning.benchmarks import preprocess
+
+        results = preprocess.worker_speed(
+            args.videos or preprocess.default_videos(), args.face_model, args.size
+        )
+    elif args.stage == "train":
+        from dawn_lightning.benchmarks import training
+
+        variants = [[], *(v.split() for v in args.variant)]
+        results["runs"] = [
+            training.training_speed(stage, args.store, args.train_steps, overrides=variant)
+            for stage in args.stages
+            for variant in variants
+        ]
     elif args.stage == "stage1":
         from dawn_lightning.benchmarks import motion
 
@@ -91,8 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         out = out / ("generation.json" if args.stage == "generate" else f"{args.stage}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    if args.stage in ("stage3", "generate"):
-        table = (a2v if args.stage == "stage3" else generation).markdown(results)
+    if args.stage in ("stage3", "generate", "preprocess", "train"):
+        if args.stage == "preprocess":
+            table = preprocess.markdown(results)
+        elif args.stage == "train":
+            table = training.markdown(results["runs"])
+        else:
+            table = (a2v if args.stage == "stage3" else generation).markdown(results)
         out.with_suffix(".md").write_text(table + "\n")
         print(table)
         print(f"\nwritten: {out}, {out.with_suffix('.md')}")
