@@ -3,6 +3,8 @@ preprocessing of real talking-head clips from ../shared/realdata (skipped when t
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -34,6 +36,20 @@ def test_missing_model_names_the_setting_and_where_to_get_it(monkeypatch, tmp_pa
         resolve_model_path(tmp_path / "nowhere.task")
     monkeypatch.setenv("DAWN_FACE_MODEL", str(FACE_MODEL))
     assert resolve_model_path(None) == FACE_MODEL
+
+
+@needs_face
+def test_backend_ignores_the_profiler_ticks_of_libmediapipe():
+    """libmediapipe's CPU profiler arms SIGPROF timers that outlive it: with the default disposition they
+    killed the test suite minutes later ("Profiling timer expired"). A fresh process checks the setting."""
+    script = (
+        "import signal, sys\n"
+        "from dawn_lightning.data.preprocess.face import MediaPipeFaceBackend\n"
+        "assert signal.getsignal(signal.SIGPROF) == signal.SIG_DFL\n"
+        f"MediaPipeFaceBackend({str(FACE_MODEL)!r})\n"
+        "sys.exit(0 if signal.getsignal(signal.SIGPROF) == signal.SIG_IGN else 3)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True).returncode == 0
 
 
 @needs_face

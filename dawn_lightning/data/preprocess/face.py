@@ -9,6 +9,8 @@ face box centre, both normalised by the frame size. Roll > 0 is a clockwise tilt
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +115,19 @@ def euler_degrees(rotation: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(np.degrees(a)) for a in (yaw, pitch, roll))
 
 
+def ignore_profiler_ticks() -> None:
+    """libmediapipe (1.2.2) carries Google's sampling CPU profiler: once loaded it arms a SIGPROF timer on the
+    CPU clock of every new thread (every 10 ms), including threads that outlive its own handler. A process
+    whose SIGPROF disposition is still the default then dies minutes later in unrelated code ("Profiling
+    timer expired"; seen in the test suite, in pytest's main thread and in forked workers). Ignoring the
+    signal is safe unless a SIGPROF profiler of the user's own is installed, which is left alone."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGPROF) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGPROF, signal.SIG_IGN)
+
+
 class MediaPipeFaceBackend:
     """MediaPipe Face Landmarker (Tasks API): 478 landmarks, the facial transformation matrix (pose) and the
     eyeBlinkLeft/Right blendshapes (openness = 1 - blink score). Runs in VIDEO mode: it tracks the face from
@@ -131,6 +146,7 @@ class MediaPipeFaceBackend:
         self.min_confidence = min_confidence
         self._landmarker = None
         self._last_ms = -1
+        ignore_profiler_ticks()
 
     def reset(self) -> None:
         if self._landmarker is not None:
