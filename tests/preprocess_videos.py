@@ -9,20 +9,13 @@ from pathlib import Path
 import av
 import numpy as np
 
+from dawn_lightning.benchmarks.preprocess import default_crop
 from dawn_lightning.data.audio_features import LogMelFeatures
 from dawn_lightning.data.preprocess.face import FrameFace
 from dawn_lightning.data.preprocess.run import Settings
 
 REAL = Path(os.environ.get("DAWN_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 FACE_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"
-CROP = {
-    "margin": 0.35,
-    "min_seconds": 1.0,
-    "max_seconds": 30.0,
-    "smooth_frames": 9,
-    "max_zoom": 1.3,
-    "scene_cut": 30.0,
-}
 
 
 def write_video(
@@ -88,7 +81,7 @@ class BoxFace:
 
 def settings(size: int = 32, backend: str = "mediapipe") -> Settings:
     face = {"backend": backend, "model_path": str(FACE_MODEL), "min_confidence": 0.5}
-    return Settings(size=size, face=face, crop=dict(CROP), chunk_frames=32, keep_mb=256)
+    return Settings(size=size, face=face, crop=default_crop(), chunk_frames=32, keep_mb=256)
 
 
 def store_config(settings: Settings, features=None, layout: str = "generic") -> dict:

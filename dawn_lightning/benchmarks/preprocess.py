@@ -8,21 +8,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
+from dawn_lightning.config import CONF_DIR
 from dawn_lightning.data.audio_features import LogMelFeatures
 from dawn_lightning.data.preprocess.face import make_backend
 from dawn_lightning.data.preprocess.layout import VideoJob
 from dawn_lightning.data.preprocess.run import PHASES, Settings, process_video
 from dawn_lightning.data.store import StoreWriter
 
-CROP = {
-    "margin": 0.35,
-    "min_seconds": 1.0,
-    "max_seconds": 30.0,
-    "smooth_frames": 9,
-    "max_zoom": 1.3,
-    "scene_cut": 30.0,
-}
+
+def default_crop() -> dict:
+    """The crop settings of ``conf/preprocess.yaml``, as `dawn-preprocess` uses them by default."""
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "preprocess.yaml").crop)
 
 
 def worker_speed(videos: list[str], model_path: str | None, size: int = 256, threads: int = 1) -> dict:
@@ -31,7 +29,9 @@ def worker_speed(videos: list[str], model_path: str | None, size: int = 256, thr
 
     torch.set_num_threads(threads)
     features = LogMelFeatures()
-    settings = Settings(size, {"backend": "mediapipe", "model_path": model_path, "min_confidence": 0.5}, CROP)
+    settings = Settings(
+        size, {"backend": "mediapipe", "model_path": model_path, "min_confidence": 0.5}, default_crop()
+    )
     backend = make_backend("mediapipe", model_path)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
