@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[dev,face,hubert]"
+	$(BIN)/pip install -q -e ".[dev,face,hubert,sweep]"
 	@touch $(STAMP)
 
 test: setup ## run the test suite (CPU, under 15 minutes on 2 cores)
@@ -83,7 +83,6 @@ bench: setup $(SYNTHETIC) ## measure speed and quality: make bench [CKPT=<stage-
 SWEEP ?= window
 STAGE2_SWEEPS := pose_generator optuna
 sweep: setup $(DEFAULT_DATA) $(if $(filter $(SWEEP),$(STAGE2_SWEEPS)),,$(DEFAULT_STAGE1)) ## an ablation of conf/sweep/: make sweep SWEEP=window|curriculum|lip_weight|sampler|guidance|pose_generator|optuna [ARGS=...]
-	$(if $(filter optuna,$(SWEEP)),$(BIN)/pip install -q -e ".[sweep]")
 	$(BIN)/dawn-train --multirun +sweep=$(SWEEP) $(ARGS)
 
 report: setup ## table (markdown, CSV) and plot of a sweep's runs: make report [SWEEP_DIR=experiments/sweeps/window/<time>]
