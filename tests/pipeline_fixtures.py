@@ -13,6 +13,7 @@ import soundfile
 import torch
 from PIL import Image
 
+from dawn_lightning.config import compose
 from dawn_lightning.data.audio_features import LogMelFeatures
 from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
@@ -113,6 +114,21 @@ def tiny_checkpoints(root: Path) -> dict[str, Path]:
         write_stage3(paths["diffusion"], paths["motion"], motion.z_channels)
         _BUILT["paths"] = paths
     return _BUILT["paths"]
+
+
+def generate_config(checkpoints: dict[str, Path], *extra: str, **overrides):
+    """``conf/generate.yaml`` on the tiny checkpoints, 2 sampling steps on the CPU, then ``extra`` overrides
+    and ``key=value`` ones."""
+    args = [
+        f"checkpoints.motion={checkpoints['motion']}",
+        f"checkpoints.pose_blink={checkpoints['pose_blink']}",
+        f"checkpoints.diffusion={checkpoints['diffusion']}",
+        "sampler.num_steps=2",
+        "device=cpu",
+        *extra,
+        *(f"{k}={v}" for k, v in overrides.items()),
+    ]
+    return compose("generate", args)
 
 
 def tiny_hubert(folder: Path, hidden_size: int = 16) -> Path:

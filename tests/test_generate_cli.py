@@ -12,7 +12,15 @@ from PIL import Image
 
 from dawn_lightning.cli.generate import generate
 from dawn_lightning.config import compose
-from tests.pipeline_fixtures import BAD_AUDIO, bad_audio, portrait, speech, tiny_checkpoints, write_wav
+from tests.pipeline_fixtures import (
+    BAD_AUDIO,
+    bad_audio,
+    generate_config,
+    portrait,
+    speech,
+    tiny_checkpoints,
+    write_wav,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +38,8 @@ def inputs(tmp_path_factory):
 
 
 def config(checkpoints, **overrides):
-    args = [
-        f"checkpoints.motion={checkpoints['motion']}",
-        f"checkpoints.pose_blink={checkpoints['pose_blink']}",
-        f"checkpoints.diffusion={checkpoints['diffusion']}",
-        "sampler.num_steps=2",
-        "device=cpu",
-        "face.model_path=null",  # synthetic portraits: no face backend even when DAWN_FACE_MODEL is set
-    ]
-    return compose("generate", args + [f"{k}={v}" for k, v in overrides.items()])
+    # synthetic portraits: no face backend even when DAWN_FACE_MODEL is set
+    return generate_config(checkpoints, "face.model_path=null", **overrides)
 
 
 def probe(path: Path) -> dict:

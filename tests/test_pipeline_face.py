@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from dawn_lightning.cli.generate import generate
-from dawn_lightning.config import compose
 from dawn_lightning.data.preprocess.portrait_state import NoFaceError, measure_portrait
 from dawn_lightning.pipeline import DawnPipeline, FaceInitialState, MeanInitialState
+from tests.pipeline_fixtures import generate_config as config
 from tests.pipeline_fixtures import portrait, speech, tiny_checkpoints, write_wav
 from tests.preprocess_videos import FACE_MODEL, REAL, BoxFace, have_mediapipe
 
@@ -40,17 +40,6 @@ def inputs(tmp_path_factory):
     Image.fromarray(np.full((300, 300, 3), 200, np.uint8)).save(root / "blank.png")  # no face for MediaPipe
     write_wav(root / "speech.wav", speech(0.2)[0])  # 5 frames
     return root
-
-
-def config(checkpoints, **overrides):
-    args = [
-        f"checkpoints.motion={checkpoints['motion']}",
-        f"checkpoints.pose_blink={checkpoints['pose_blink']}",
-        f"checkpoints.diffusion={checkpoints['diffusion']}",
-        "sampler.num_steps=2",
-        "device=cpu",
-    ]
-    return compose("generate", args + [f"{k}={v}" for k, v in overrides.items()])
 
 
 def pipeline(checkpoints, **options) -> DawnPipeline:
