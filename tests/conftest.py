@@ -80,3 +80,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Tiny random stage 1-3 checkpoints (tests/pipeline_fixtures.py), written once per session."""
+    from tests.pipeline_fixtures import tiny_checkpoints
+
+    return tiny_checkpoints(tmp_path_factory.getbasetemp() / "dawn_checkpoints")

@@ -18,14 +18,8 @@ from tests.pipeline_fixtures import (
     generate_config,
     portrait,
     speech,
-    tiny_checkpoints,
     write_wav,
 )
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    return tiny_checkpoints(tmp_path_factory.getbasetemp() / "dawn_checkpoints")
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,9 @@ from dawn_lightning.data.portrait import PortraitError, load_portrait, read_imag
 from dawn_lightning.data.speech import SpeechError, load_speech
 from dawn_lightning.models.a2v.temporal_attention import TemporalAttention
 from dawn_lightning.pipeline import DawnPipeline, chunk_bounds, default_checkpoints, load_pose_blink
-from tests.pipeline_fixtures import BAD_AUDIO, bad_audio, portrait, speech, tiny_checkpoints
+from tests.pipeline_fixtures import BAD_AUDIO, bad_audio, portrait, speech
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    return tiny_checkpoints(tmp_path_factory.getbasetemp() / "dawn_checkpoints")
 
 
 @pytest.fixture(scope="module")

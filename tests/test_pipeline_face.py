@@ -16,7 +16,7 @@ from dawn_lightning.cli.generate import generate
 from dawn_lightning.data.preprocess.portrait_state import NoFaceError, measure_portrait
 from dawn_lightning.pipeline import DawnPipeline, FaceInitialState, MeanInitialState
 from tests.pipeline_fixtures import generate_config as config
-from tests.pipeline_fixtures import portrait, speech, tiny_checkpoints, write_wav
+from tests.pipeline_fixtures import portrait, speech, write_wav
 from tests.preprocess_videos import FACE_MODEL, REAL, BoxFace, have_mediapipe
 
 PORTRAIT = REAL / "float" / "assets" / "sam_altman_512x512.jpg"  # frontal, eyes open, 512 x 512
@@ -25,11 +25,6 @@ needs_mediapipe = pytest.mark.skipif(
     not have_mediapipe() or not PORTRAIT.is_file(),
     reason="needs mediapipe (the `face` extra), ../shared/models/face_landmarker.task and ../shared/realdata",
 )
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    return tiny_checkpoints(tmp_path_factory.getbasetemp() / "dawn_checkpoints")
 
 
 @pytest.fixture(scope="module")
