@@ -1,4 +1,5 @@
-"""Stage-1 losses: pyramid perceptual loss (VGG19 and weight-free fallback) and MRAA equivariance."""
+"""Stage-1 losses: pyramid perceptual loss (VGG19 and weight-free fallback), MRAA equivariance and the
+mouth-guided region."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.models.common import perceptual
 from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss, Vgg19Features
 from dawn_lightning.models.motion.equivariance import RandomTPS, equivariance_losses
 from dawn_lightning.models.motion.geometry import coordinate_grid
+from dawn_lightning.models.motion.region_predictor import box_region_loss, heatmap_moments
 
 
 def smooth_image(batch: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -203,3 +206,29 @@ def test_equivariance_positive_and_differentiable_for_random_transform():
     (losses["equivariance_shift"] + losses["equivariance_affine"]).backward()
     assert params["shift"].grad.abs().sum() > 0
     assert params["affine"].grad.abs().sum() > 0
+
+
+def box_heatmap(boxes: torch.Tensor, size: int = 128) -> torch.Tensor:
+    """(B, 4) normalised boxes -> (B, 1, size, size) heatmaps uniform over each box's pixels."""
+    mask = box_mask(boxes, size, margin=0.0)
+    return mask / mask.sum(dim=(2, 3), keepdim=True)
+
+
+def test_box_region_loss_is_zero_for_a_region_that_is_the_box():
+    boxes = torch.tensor([[0.375, 0.5625, 0.625, 0.6875], [0.125, 0.25, 0.5, 0.75]])  # on pixel edges
+    regions = heatmap_moments(box_heatmap(boxes))
+    assert box_region_loss(regions, boxes).item() == pytest.approx(0.0, abs=5e-4)
+
+
+def test_box_region_loss_grows_with_the_offset_and_the_opening():
+    box = torch.tensor([[0.40, 0.55, 0.60, 0.60]])
+    regions = heatmap_moments(box_heatmap(box))
+    shifted = [box_region_loss(regions, box + torch.tensor([0.0, d, 0.0, d])).item() for d in (0.05, 0.1)]
+    opened = [box_region_loss(regions, box + torch.tensor([0.0, 0.0, 0.0, d])).item() for d in (0.05, 0.1)]
+    assert 0.04 < shifted[0] < shifted[1] and 0.005 < opened[0] < opened[1]
+
+
+def test_box_region_loss_guides_region_zero_only():
+    heatmap = torch.rand(2, 3, 16, 16).flatten(2).softmax(-1).unflatten(2, (16, 16)).requires_grad_(True)
+    box_region_loss(heatmap_moments(heatmap), torch.tensor([[0.4, 0.5, 0.6, 0.6]] * 2)).backward()
+    assert heatmap.grad[:, 0].abs().sum() > 0 and heatmap.grad[:, 1:].abs().sum() == 0

@@ -93,6 +93,23 @@ def test_mouth_loss_counts_only_the_mouth_box():
     torch.testing.assert_close(losses["mouth_l1"], expected)
 
 
+def test_mouth_region_term_trains_the_region_predictor_only():
+    torch.manual_seed(0)
+    module = tiny_module(mouth_region_weight=10.0, equivariance_shift=0, equivariance_affine=0)
+    batch = {
+        "source": torch.rand(2, 3, 64, 64),
+        "driving": torch.rand(2, 3, 64, 64),
+        "driving_mouth_box": torch.tensor([[0.4, 0.55, 0.6, 0.65]] * 2),
+    }
+    losses, _ = module.losses(batch)
+    assert losses["mouth_region"] > 0
+    losses["mouth_region"].backward()
+    grads = {n: p.grad for n, p in module.net.named_parameters()}
+    regions = {n: g for n, g in grads.items() if n.startswith("region_predictor.")}
+    assert all(g is None for n, g in grads.items() if n not in regions)
+    assert any(g is not None and g.abs().sum() > 0 for g in regions.values())
+
+
 def test_overfit_reconstructs_and_keeps_identity_motion(synthetic):
     torch.manual_seed(0)
     module = tiny_module(equivariance_shift=0.0, equivariance_affine=0.0)

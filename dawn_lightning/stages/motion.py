@@ -16,6 +16,7 @@ from dawn_lightning.metrics.lpips import LPIPS
 from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.equivariance import RandomTPS, equivariance_losses
+from dawn_lightning.models.motion.region_predictor import box_region_loss
 from dawn_lightning.stages.optim import optimizer_with_schedule
 from dawn_lightning.stages.visuals import motion_grid
 
@@ -32,7 +33,10 @@ class MotionAutoencoderModule(L.LightningModule):
     + equivariance of region shifts and affines under a random affine + thin-plate-spline warp
     + ``mouth_weight`` x L1 inside the driving frame's mouth box (grown by ``mouth_margin``). The mouth is a
     few hundredths of the image, so a whole-image loss lets a small model leave it closed; DAWN's stage 1
-    has no such term (``mouth_weight: 0`` restores it).
+    has no such term (``mouth_weight: 0`` restores it)
+    + ``mouth_region_weight`` x L1 between region 0's moments and the driving mouth box's (`box_region_loss`),
+    which ties one region to the mouth so that its opening reaches the flow predictor (0: DAWN's unguided
+    regions).
     Validation: L1, PSNR, SSIM and LPIPS of the reconstruction on held-out identities, and an image grid.
     """
 
@@ -52,6 +56,7 @@ class MotionAutoencoderModule(L.LightningModule):
         lpips_weights: str | None = None,
         mouth_weight: float = 0.0,
         mouth_margin: float = 0.25,
+        mouth_region_weight: float = 0.0,
         num_logged_samples: int = 6,
     ):
         super().__init__()
@@ -88,6 +93,9 @@ class MotionAutoencoderModule(L.LightningModule):
             mask = box_mask(batch["driving_mouth_box"], driving.shape[-1], h.mouth_margin)
             error = (out["prediction"] - driving).abs() * mask
             losses["mouth_l1"] = h.mouth_weight * error.sum() / (mask.sum() * driving.shape[1]).clamp_min(1)
+        if h.mouth_region_weight:
+            guidance = box_region_loss(out["driving_regions"], batch["driving_mouth_box"])
+            losses["mouth_region"] = h.mouth_region_weight * guidance
         losses["loss"] = sum(losses.values())
         return losses, out
 
