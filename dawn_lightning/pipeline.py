@@ -51,6 +51,7 @@ DEFAULT_SAMPLER = {
     "dynamic_threshold": None,
     "spacing": "reference",  # the timesteps of a few-step run (see `sampling_timesteps`)
     "reference_alpha_offset": False,  # DDIM: the DAWN reference's off-by-one alpha_bar (imported weights)
+    "temporal_smoothing": 0.0,  # sigma in frames of a Gaussian filter over the sampled motion (DAWN: none)
 }
 BLINK_SEED_OFFSET = 1_000_003  # the blink model of a pose/blink pair draws its latents from seed + this
 STAGE_DIRS = {"motion": "stage1", "pose_blink": "stage2", "diffusion": "stage3b"}
@@ -277,7 +278,7 @@ class DawnPipeline:
     device, precision: where to run ("auto": CUDA if available) and the autocast dtype of the networks
         ("fp32", "bf16" or "fp16").
     sampler: overrides of {name, num_steps, eta, guidance_scale, dynamic_threshold, spacing,
-        reference_alpha_offset}; the stage-3 checkpoint's settings otherwise.
+        reference_alpha_offset, temporal_smoothing}; the stage-3 checkpoint's settings otherwise.
     window: the temporal attention band of stage 3 in frames; None keeps the trained value.
     decode_batch_size: frames per stage-1 decoder call.
     temperature: scale of stage 2's latent noise.
@@ -716,6 +717,7 @@ class DawnPipeline:
                 dynamic_threshold=s["dynamic_threshold"],
                 generator=generator,
                 progress=progress,
+                temporal_smoothing=s["temporal_smoothing"],
             )
         return x0.float()
 

@@ -17,6 +17,7 @@ from dawn_lightning.diffusion.samplers import (
     sampling_timesteps,
 )
 from dawn_lightning.diffusion.schedules import NoiseSchedule, cosine_betas, linear_betas
+from dawn_lightning.diffusion.temporal_smoothing import smooth_over_time
 from dawn_lightning.diffusion.thresholding import dynamic_threshold, process_x0
 from dawn_lightning.diffusion.training import training_terms
 
@@ -41,6 +42,7 @@ __all__ = [
     "predict",
     "process_x0",
     "sampling_timesteps",
+    "smooth_over_time",
     "target",
     "training_terms",
 ]

@@ -79,9 +79,13 @@ class AudioToMotionModule(L.LightningModule):
         if activation_checkpointing:  # long clips: U-Net block activations recomputed in the backward pass
             checkpoint_activations(self.net, (ConditionedResBlock, PreNormResidual))
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.sampler_settings = {"name": "ddim", "num_steps": 20, "eta": 1.0, "dynamic_threshold": None} | (
-            sampler or {}
-        )
+        self.sampler_settings = {
+            "name": "ddim",
+            "num_steps": 20,
+            "eta": 1.0,
+            "dynamic_threshold": None,
+            "temporal_smoothing": 0.0,
+        } | (sampler or {})
         self.jitter = self._color_jitter(color_jitter)
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self._val_batch: dict | None = None
@@ -266,6 +270,7 @@ class AudioToMotionModule(L.LightningModule):
             guidance_scale=s.get("guidance_scale", 1.0),
             dynamic_threshold=s["dynamic_threshold"],
             generator=generator,
+            temporal_smoothing=s["temporal_smoothing"],
         )
 
     @torch.no_grad()

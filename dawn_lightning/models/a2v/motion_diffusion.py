@@ -29,6 +29,7 @@ from torch import nn
 
 from dawn_lightning.diffusion import NoiseSchedule, Sampler, guided_denoiser
 from dawn_lightning.diffusion.samplers import Progress
+from dawn_lightning.diffusion.temporal_smoothing import smooth_over_time
 from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
 from dawn_lightning.models.a2v.unet3d import UNet3D
 
@@ -210,9 +211,12 @@ class MotionDiffusion(nn.Module):
         dynamic_threshold: float | None = None,
         generator: torch.Generator | None = None,
         progress: Progress | None = None,
+        temporal_smoothing: float = 0.0,
     ) -> torch.Tensor:
         """All F frames of motion at once: x0 (B, 3, F, h, w) (grid and 2 * occlusion - 1) for normalised
         conditions (B, F, .). ``dynamic_threshold`` acts on the diffusion's variable (see ``target``).
+        ``temporal_smoothing``: the sigma in frames of a Gaussian filter over time of the final sample
+        (`smooth_over_time`; 0, DAWN's: none).
 
         ``guidance_scale`` 1 makes one network pass a step; otherwise classifier-free guidance batches the
         conditional and null passes. ``generator`` makes the draw reproducible (its device is x's).
@@ -230,7 +234,7 @@ class MotionDiffusion(nn.Module):
             dynamic_threshold=dynamic_threshold,
             progress=progress,
         )
-        return self.denormalise_motion(sample)
+        return self.denormalise_motion(smooth_over_time(sample, temporal_smoothing))
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MotionDiffusion:
