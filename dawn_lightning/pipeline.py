@@ -36,23 +36,13 @@ from dawn_lightning import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from dawn_lightning.data.audio_features import features_from_spec, fit_length
 from dawn_lightning.data.portrait import load_portrait
 from dawn_lightning.data.speech import load_speech
-from dawn_lightning.diffusion import make_sampler
+from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings
 from dawn_lightning.models.a2v.motion_diffusion import BLINK_DIM, POSE_DIM, MotionDiffusion, x0_to_motion
 from dawn_lightning.models.a2v.temporal_attention import TemporalAttention
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_SAMPLER = {
-    "name": "ddim",
-    "num_steps": 20,
-    "eta": 1.0,
-    "guidance_scale": 1.0,
-    "dynamic_threshold": None,
-    "spacing": "reference",  # the timesteps of a few-step run (see `sampling_timesteps`)
-    "reference_alpha_offset": False,  # DDIM: the DAWN reference's off-by-one alpha_bar (imported weights)
-    "temporal_smoothing": 0.0,  # sigma in frames of a Gaussian filter over the sampled motion (DAWN: none)
-}
 BLINK_SEED_OFFSET = 1_000_003  # the blink model of a pose/blink pair draws its latents from seed + this
 STAGE_DIRS = {"motion": "stage1", "pose_blink": "stage2", "diffusion": "stage3b"}
 HUBERT_SETTING = "audio_features.hubert_path"  # in conf/generate.yaml and conf/preprocess.yaml
@@ -698,15 +688,7 @@ class DawnPipeline:
     ) -> torch.Tensor:
         """Stage 3: motion x0 (1, 3, F, h, w) for one chunk's conditions."""
         s = self.sampler_settings
-        sampler = make_sampler(
-            s["name"],
-            self.diffusion.schedule,
-            self.diffusion.prediction,
-            s["num_steps"],
-            s["eta"],
-            s["spacing"],
-            bool(s["reference_alpha_offset"]) and s["name"] == "ddim",  # a DDIM detail of the reference
-        )
+        sampler = sampler_from_settings(s, self.diffusion.schedule, self.diffusion.prediction)
         conditions = self.diffusion.conditions(audio, pose, blink, ref_pose, ref_blink)
         with self._autocast():
             x0 = self.diffusion.sample(

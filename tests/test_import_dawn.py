@@ -27,7 +27,7 @@ from dawn_lightning.cli.generate import generate
 from dawn_lightning.cli.import_dawn import main as import_main
 from dawn_lightning.config import compose
 from dawn_lightning.data.audio_features import features_from_spec
-from dawn_lightning.diffusion import NoiseSchedule, make_sampler
+from dawn_lightning.diffusion import NoiseSchedule, make_sampler, sampler_from_settings
 from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.pose_blink.pbnet import PBNet
@@ -349,12 +349,12 @@ def test_imported_set_generates_a_video_end_to_end(imported, tmp_path, monkeypat
         monkeypatch.setattr(pipeline_module, "features_from_spec", lambda *args: RandomHubert())
     samplers = []
 
-    def recording_make_sampler(*args, **kwargs):
-        sampler = make_sampler(*args, **kwargs)
+    def recording_sampler_from_settings(*args, **kwargs):
+        sampler = sampler_from_settings(*args, **kwargs)
         samplers.append(sampler)
         return sampler
 
-    monkeypatch.setattr(pipeline_module, "make_sampler", recording_make_sampler)
+    monkeypatch.setattr(pipeline_module, "sampler_from_settings", recording_sampler_from_settings)
     Image.fromarray(portrait((96, 80))).save(tmp_path / "face.png")
     write_wav(tmp_path / "speech.wav", speech(0.2)[0])  # 5 frames
     video = tmp_path / "talk.mp4"

@@ -6,7 +6,12 @@ Pure PyTorch (no Lightning, no Hydra): stage modules compose these parts.
 from dawn_lightning.diffusion.dpm_solver import DPMSolverSampler
 from dawn_lightning.diffusion.guidance import ConditionalDenoiser, guided_denoiser
 from dawn_lightning.diffusion.parametrization import PREDICTIONS, Prediction, predict, target
-from dawn_lightning.diffusion.registry import SAMPLER_NAMES, make_sampler
+from dawn_lightning.diffusion.registry import (
+    DEFAULT_SAMPLER,
+    SAMPLER_NAMES,
+    make_sampler,
+    sampler_from_settings,
+)
 from dawn_lightning.diffusion.samplers import (
     DDIMSampler,
     DDPMSampler,
@@ -22,6 +27,7 @@ from dawn_lightning.diffusion.thresholding import dynamic_threshold, process_x0
 from dawn_lightning.diffusion.training import training_terms
 
 __all__ = [
+    "DEFAULT_SAMPLER",
     "PREDICTIONS",
     "SAMPLER_NAMES",
     "ConditionalDenoiser",
@@ -41,6 +47,7 @@ __all__ = [
     "posterior_coefficients",
     "predict",
     "process_x0",
+    "sampler_from_settings",
     "sampling_timesteps",
     "smooth_over_time",
     "target",

@@ -8,6 +8,17 @@ from dawn_lightning.diffusion.samplers import DDIMSampler, DDPMSampler, Sampler,
 from dawn_lightning.diffusion.schedules import NoiseSchedule
 
 SAMPLER_NAMES = ("ddim", "ddpm", "dpm_solver")
+# Stage 3's sampling settings when a config or checkpoint names none: DAWN's (DDIM, 20 steps, eta 1).
+DEFAULT_SAMPLER = {
+    "name": "ddim",
+    "num_steps": 20,
+    "eta": 1.0,
+    "guidance_scale": 1.0,
+    "dynamic_threshold": None,
+    "spacing": "reference",  # the timesteps of a few-step run (see `sampling_timesteps`)
+    "reference_alpha_offset": False,  # DDIM: the DAWN reference's off-by-one alpha_bar (imported weights)
+    "temporal_smoothing": 0.0,  # sigma in frames of a Gaussian filter over the sampled motion (DAWN: none)
+}
 
 
 def make_sampler(
@@ -31,3 +42,17 @@ def make_sampler(
     if name == "dpm_solver":
         return DPMSolverSampler(schedule, prediction, num_steps, spacing)
     raise ValueError(f"unknown sampler {name!r}: expected one of {', '.join(SAMPLER_NAMES)}")
+
+
+def sampler_from_settings(settings: dict, schedule: NoiseSchedule, prediction: Prediction) -> Sampler:
+    """`make_sampler` from a stage-3 settings dict (`DEFAULT_SAMPLER`'s keys); the reference's alpha_bar
+    offset is a DDIM detail, ignored for the other samplers."""
+    return make_sampler(
+        settings["name"],
+        schedule,
+        prediction,
+        settings["num_steps"],
+        settings["eta"],
+        settings["spacing"],
+        bool(settings["reference_alpha_offset"]) and settings["name"] == "ddim",
+    )

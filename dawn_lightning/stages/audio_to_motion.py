@@ -13,7 +13,7 @@ from einops import rearrange
 
 from dawn_lightning.callbacks.ema import RAW_WEIGHTS_KEY, checkpoint_weights
 from dawn_lightning.data.video_io import write_mp4
-from dawn_lightning.diffusion import make_sampler, training_terms
+from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
 from dawn_lightning.models.a2v.blocks import ConditionedResBlock, PreNormResidual
 from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
 from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
@@ -79,13 +79,7 @@ class AudioToMotionModule(L.LightningModule):
         if activation_checkpointing:  # long clips: U-Net block activations recomputed in the backward pass
             checkpoint_activations(self.net, (ConditionedResBlock, PreNormResidual))
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.sampler_settings = {
-            "name": "ddim",
-            "num_steps": 20,
-            "eta": 1.0,
-            "dynamic_threshold": None,
-            "temporal_smoothing": 0.0,
-        } | (sampler or {})
+        self.sampler_settings = DEFAULT_SAMPLER | (sampler or {})
         self.jitter = self._color_jitter(color_jitter)
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self._val_batch: dict | None = None
@@ -259,7 +253,7 @@ class AudioToMotionModule(L.LightningModule):
     def sample(self, inputs: dict, seed: int = 0) -> torch.Tensor:
         """Motion x0 (B, 3, F, h, w) sampled for a batch's conditions with the configured sampler."""
         s = self.sampler_settings
-        sampler = make_sampler(s["name"], self.net.schedule, self.net.prediction, s["num_steps"], s["eta"])
+        sampler = sampler_from_settings(s, self.net.schedule, self.net.prediction)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         return self.net.sample(
             sampler,
@@ -267,7 +261,7 @@ class AudioToMotionModule(L.LightningModule):
             inputs["audio"],
             inputs["pose"],
             inputs["blink"],
-            guidance_scale=s.get("guidance_scale", 1.0),
+            guidance_scale=s["guidance_scale"],
             dynamic_threshold=s["dynamic_threshold"],
             generator=generator,
             temporal_smoothing=s["temporal_smoothing"],
