@@ -42,21 +42,26 @@ def test_pair_augment_mirrors_and_swaps_boxes_with_frames():
     pair[1, :, 1:3, 0:2] = 1  # the second frame's box: x 0-0.25, y 0.125-0.375
     boxes = torch.tensor([[0.5, 0.5, 0.75, 0.75], [0.0, 0.125, 0.25, 0.375]])
     flip_only = PairAugment(hflip=1.0, time_flip=0.0, brightness=0, contrast=0, saturation=0, hue=0)
-    flipped, flipped_boxes = flip_only(pair, boxes)
+    flipped, flipped_boxes = flip_only(pair, boxes, np.random.default_rng(0))
     torch.testing.assert_close(flipped_boxes[1], torch.tensor([0.75, 0.125, 1.0, 0.375]))
     mask = box_mask(flipped_boxes[1:], 8, margin=0.0)[0, 0]
     assert torch.equal(mask.bool(), flipped[1, 0].bool())  # the mirrored box covers the mirrored pixels
     swap_only = PairAugment(hflip=0.0, time_flip=1.0, brightness=0, contrast=0, saturation=0, hue=0)
-    swapped, swapped_boxes = swap_only(pair, boxes)
+    swapped, swapped_boxes = swap_only(pair, boxes, np.random.default_rng(0))
     assert torch.equal(swapped[0], pair[1]) and torch.equal(swapped_boxes, boxes.flip(0))
 
 
-def test_training_samples_follow_torch_seed(tiny_store):
+def test_training_samples_are_a_function_of_seed_epoch_and_index(tiny_store):
     dataset = FramePairDataset(str(tiny_store), "train", train=True, augment=PairAugment())
     torch.manual_seed(7)
-    first = dataset[1]["source"]
-    torch.manual_seed(7)
-    torch.testing.assert_close(dataset[1]["source"], first)
+    first = dataset[(0, 1)]["source"]
+    torch.manual_seed(8)  # the global RNG plays no part, and is left as it was
+    state = torch.get_rng_state()
+    torch.testing.assert_close(dataset[(0, 1)]["source"], first)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not torch.equal(dataset[(1, 1)]["source"], first)  # drawn again the next epoch
+    other_seed = FramePairDataset(str(tiny_store), "train", train=True, seed=1, augment=PairAugment())
+    assert not torch.equal(other_seed[(0, 1)]["source"], first)
 
 
 def test_workers_open_their_own_readers(tiny_store):

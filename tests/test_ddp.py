@@ -26,7 +26,7 @@ def shares(dm: PoseBlinkDataModule, world: int, split: str, epoch: int = 0) -> l
         dm.trainer = SimpleNamespace(world_size=world, global_rank=rank)
         loader = dm.train_dataloader() if split == "train" else dm.val_dataloader()
         loader.sampler.set_epoch(epoch) if hasattr(loader.sampler, "set_epoch") else None
-        result.append(list(loader.sampler))
+        result.append([index for _, index in loader.sampler])
     return result
 
 

@@ -125,9 +125,19 @@ def final_weights(root: Path) -> dict:
     )
 
 
+# last.ckpt at the end of every epoch that validates (the default), or every 3 of the epochs' 4 steps, so that
+# the kill comes after a checkpoint written in the middle of an epoch: the re-run must draw that epoch's rest
+MID_EPOCH = {
+    "callbacks.last_checkpoint.every_n_epochs": "null",
+    "+callbacks.last_checkpoint.every_n_train_steps": "3",
+    "datamodule.num_workers": "2",
+}
+
+
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(synthetic, tmp_path):
-    command = stage2_command(synthetic.root)
+@pytest.mark.parametrize("checkpoints", [{}, MID_EPOCH], ids=["epoch-end", "mid-epoch"])
+def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(synthetic, tmp_path, checkpoints):
+    command = stage2_command(synthetic.root, **checkpoints)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight = tmp_path / "straight"
     subprocess.run(command, env={**env, "DAWN_ROOT": str(straight)}, check=True, capture_output=True)
@@ -144,6 +154,8 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(synthetic, tm
     (first_run,) = runs.iterdir()
     interrupted = torch.load(first_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert interrupted["epoch"] < 3 and not (first_run / FINISHED).exists()
+    if checkpoints:
+        assert interrupted["global_step"] % 4, "the kill should follow a checkpoint written mid-epoch"
     time.sleep(1.0)  # the re-run gets a folder of its own (named by the second)
     result = subprocess.run(
         command, env={**env, "DAWN_ROOT": str(killed)}, check=True, capture_output=True, text=True
@@ -154,7 +166,7 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(synthetic, tm
     ).resolve() == first_run.resolve()
 
     expected, resumed = final_weights(straight), final_weights(killed)
-    assert resumed["global_step"] == expected["global_step"] == 16
+    assert resumed["global_step"] == expected["global_step"] == (15 if checkpoints else 16)
     for key in ("state_dict", "current_model_state"):  # the EMA and the raw weights, bit for bit
         for name, value in expected[key].items():
             assert torch.equal(resumed[key][name], value), (key, name)

@@ -1,11 +1,13 @@
 """LightningDataModules over a clip store: one per stage, sharing `StoreDataModule`.
 
 Each checks the store when it is set up (files, lengths, NaN; videos are checked by `dawn-store validate`) and
-fails with every problem listed, rather than in the middle of an epoch. Under DDP Lightning shards the
-samplers: under DDP each rank gets its own share of every epoch, without repeats (training: the
-samples of an epoch are shuffled with the seed and the epoch, dealt to the ranks in turn, and the few left
-over when they do not divide evenly are dropped, as a single process drops its last incomplete batch;
-evaluation: every sample exactly once, the ranks' shares differing by at most one).
+fails with every problem listed, rather than in the middle of an epoch. The data modules deal the samples to
+the ranks themselves (`sampling.EpochSampler`; the trainer configs set ``use_distributed_sampler: false``):
+training shuffles each epoch with the seed and the epoch, deals the samples to the ranks in turn and drops the
+few left over when they do not divide evenly, as a single process drops its last incomplete batch; evaluation
+gives every sample exactly once, the ranks' shares differing by at most one. A sample and its randomness
+depend on its key alone, and the data module's state in a checkpoint (epoch, batches drawn) lets a run resumed
+mid-epoch draw exactly the rest of that epoch.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 from functools import cached_property
 
 import lightning as L
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset
 
-from dawn_lightning.data.collate import RandomLengthCollate
+from dawn_lightning.data.collate import BatchLengthCollate
 from dawn_lightning.data.datasets import FramePairDataset, SignalWindowDataset, VideoClipDataset
+from dawn_lightning.data.sampling import EpochSampler
 from dawn_lightning.data.store import ClipStore, StoreError
 from dawn_lightning.data.transforms import PairAugment
 from dawn_lightning.data.validate import validate_store
@@ -43,6 +46,7 @@ class StoreDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.check_store = check_store
         self.datasets: dict[str, Dataset] = {}
+        self._resume_at: dict | None = None
 
     @cached_property
     def store(self) -> ClipStore:
@@ -73,28 +77,44 @@ class StoreDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.datasets:
             self.datasets[split] = self.make_dataset(split, train)
+        batch_size = self.batch_size if train else self.val_batch_size
         sampler = self.sampler(self.datasets[split], train)
+        if train and self._resume_at is not None:
+            sampler.set_epoch(self._resume_at["epoch"])
+            sampler.start_at(self._resume_at["batches"] * batch_size)
+            self._resume_at = None
         return DataLoader(
             self.datasets[split],
-            batch_size=self.batch_size if train else self.val_batch_size,
-            shuffle=train and sampler is None,
+            batch_size=batch_size,
             sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=self.collate(train),
+            # the loader's own seed source: creating its iterators leaves the global RNG (the model's) alone
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def sampler(self, dataset: Dataset, train: bool) -> Sampler | None:
-        """This rank's share of ``dataset`` when training runs on several processes (None: all of it)."""
+    def sampler(self, dataset: Dataset, train: bool) -> EpochSampler:
+        """This rank's share of ``dataset``, one epoch at a time (all of it in a single process)."""
         trainer = self.trainer
-        if trainer is None or trainer.world_size == 1:
-            return None
-        ranks = {"num_replicas": trainer.world_size, "rank": trainer.global_rank}
-        if train:
-            return DistributedSampler(dataset, shuffle=True, seed=self.seed, drop_last=True, **ranks)
-        return UnrepeatedDistributedSampler(dataset, shuffle=False, **ranks)
+        world, rank = (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
+        return EpochSampler(len(dataset), shuffle=train, seed=self.seed, rank=rank, world_size=world)
+
+    def state_dict(self) -> dict:
+        """Where training is in its data, saved in checkpoints: the epoch and the batches already drawn."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        drawn = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        if drawn >= trainer.num_training_batches:  # saved at the end of an epoch: the next one starts afresh
+            return {"epoch": trainer.current_epoch + 1, "batches": 0}
+        return {"epoch": trainer.current_epoch, "batches": drawn}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A resumed run's next training loader starts where the checkpoint's run was."""
+        self._resume_at = dict(state_dict) if state_dict else None
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
@@ -149,15 +169,24 @@ class VideoClipDataModule(StoreDataModule):
         self.mode, self.num_frames = mode, num_frames
         self.min_frames = num_frames if min_frames is None else min_frames
 
+    def varies_length(self, train: bool) -> bool:
+        return train and self.mode == "random" and self.min_frames < self.num_frames
+
     def make_dataset(self, split: str, train: bool) -> Dataset:
+        min_frames = self.min_frames if self.varies_length(train) else None
         return VideoClipDataset(
-            self.store_dir, split, train, self.num_frames, self.mode, self.seed, self.samples_per_clip
+            self.store_dir,
+            split,
+            train,
+            self.num_frames,
+            self.mode,
+            self.seed,
+            self.samples_per_clip,
+            min_frames,
         )
 
     def collate(self, train: bool):
-        if train and self.mode == "random" and self.min_frames < self.num_frames:
-            return RandomLengthCollate(self.min_frames, self.num_frames)
-        return None
+        return BatchLengthCollate() if self.varies_length(train) else None
 
 
 __all__ = ["FramePairDataModule", "PoseBlinkDataModule", "StoreDataModule", "VideoClipDataModule"]

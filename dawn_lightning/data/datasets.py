@@ -1,8 +1,9 @@
 """Datasets over a clip store, one per stage's sampling need, sharing one core (`StoreDataset`).
 
 Per-frame tensors are time-major: audio (T, D), pose (T, 6), blink (T, 2), boxes (T, 4); video is (3, T, H, W)
-as in DESIGN.md. Training samples draw from torch's RNG (seeded by Lightning per worker and epoch); evaluation
-samples are a fixed function of (seed, index), so validation sees the same windows every epoch.
+as in DESIGN.md. A sample's randomness is a function of its key (`sampling.sample_rng`): (seed, epoch, index)
+in training, (seed, index) in evaluation, so validation sees the same windows every epoch, and a sample is the
+same whatever the number of ranks and workers, and after a resume.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from einops import rearrange
 from torch.utils.data import Dataset
 
+from dawn_lightning.data.sampling import Key, sample_rng, split_key
 from dawn_lightning.data.store import ClipInfo, ClipReader, ClipStore, StoreError
 from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
 
@@ -63,10 +65,11 @@ class StoreDataset(Dataset):
             self._readers[info.clip_id] = self._store.reader(info)
         return self._readers[info.clip_id]
 
-    def rng(self, index: int) -> np.random.Generator:
-        if self.train:
-            return np.random.default_rng(int(torch.randint(0, 2**62, ())))
-        return np.random.default_rng([self.seed, index])
+    def rng(self, key: int | Key) -> np.random.Generator:
+        return sample_rng(self.seed, key, self.train)
+
+    def clip(self, key: int | Key) -> ClipInfo:
+        return self.clips[split_key(key)[1] // self.samples_per_clip]
 
     def __getstate__(self):
         return self.__dict__ | {"_readers": {}}
@@ -88,15 +91,14 @@ class FramePairDataset(StoreDataset):
         super().__init__(store_dir, split, train, seed, min_frames=2, samples_per_clip=samples_per_clip)
         self.augment = augment if train else None
 
-    def __getitem__(self, index: int) -> dict:
-        info = self.clips[index // self.samples_per_clip]
-        rng = self.rng(index)
+    def __getitem__(self, key: int | Key) -> dict:
+        info, rng = self.clip(key), self.rng(key)
         source, driving = rng.choice(info.num_frames, size=2, replace=False)
         reader = self.reader(info)
         pair = frames_to_tensor(reader.frames([source, driving]))
         boxes = torch.from_numpy(reader.signals["mouth_box"][[source, driving]]).float()
         if self.augment is not None:
-            pair, boxes = self.augment(pair, boxes)
+            pair, boxes = self.augment(pair, boxes, rng)
         return {"source": pair[0], "driving": pair[1], "driving_mouth_box": boxes[1]}
 
 
@@ -123,12 +125,12 @@ class SignalWindowDataset(StoreDataset):
     def __len__(self) -> int:
         return super().__len__() if self.train else len(self.windows)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | Key) -> dict:
         if self.train:
-            info = self.clips[index // self.samples_per_clip]
-            start = int(self.rng(index).integers(0, max(1, info.num_frames - self.window + 1)))
+            info = self.clip(key)
+            start = int(self.rng(key).integers(0, max(1, info.num_frames - self.window + 1)))
         else:
-            info, start = self.windows[index]
+            info, start = self.windows[split_key(key)[1]]
         signals = self.reader(info).signals
         length = min(self.window, info.num_frames - start)
         item = {}
@@ -144,8 +146,9 @@ class VideoClipDataset(StoreDataset):
     """Stage 3: a clip of frames with its per-frame conditions and a reference frame.
 
     - ``mode="first"`` (curriculum A): ``num_frames`` consecutive frames; the reference is the first of them.
-    - ``mode="random"`` (curriculum B): ``num_frames`` (the longest length; `RandomLengthCollate` crops each
-      batch to a random length) consecutive frames; the reference is a random frame of the whole video.
+    - ``mode="random"`` (curriculum B): ``num_frames`` consecutive frames; the reference is a random frame of
+      the whole video. With ``min_frames``, each sample also draws a ``length`` in [min_frames, num_frames],
+      and `BatchLengthCollate` crops the batch to its first sample's.
 
     Returns ``video`` float (3, F, H, W) in [0, 1], ``audio`` (F, D), ``pose`` (F, 6), ``blink`` (F, 2),
     ``face_box``/``mouth_box`` (F, 4), ``reference`` (3, H, W), ``ref_pose`` (6), ``ref_blink`` (2),
@@ -161,17 +164,19 @@ class VideoClipDataset(StoreDataset):
         mode: Literal["first", "random"] = "first",
         seed: int = 0,
         samples_per_clip: int = 1,
+        min_frames: int | None = None,
     ):
         if mode not in ("first", "random"):
             raise ValueError(f"mode must be 'first' or 'random', got {mode!r}")
+        if min_frames is not None and not 1 <= min_frames <= num_frames:
+            raise ValueError(f"need 1 <= min_frames <= num_frames, got {min_frames}, {num_frames}")
         super().__init__(
             store_dir, split, train, seed, min_frames=num_frames, samples_per_clip=samples_per_clip
         )
-        self.num_frames, self.mode = num_frames, mode
+        self.num_frames, self.mode, self.min_frames = num_frames, mode, min_frames
 
-    def __getitem__(self, index: int) -> dict:
-        info = self.clips[index // self.samples_per_clip]
-        rng = self.rng(index)
+    def __getitem__(self, key: int | Key) -> dict:
+        info, rng = self.clip(key), self.rng(key)
         start = int(rng.integers(0, info.num_frames - self.num_frames + 1))
         ref = start if self.mode == "first" else int(rng.integers(0, info.num_frames))
         reader = self.reader(info)
@@ -182,10 +187,12 @@ class VideoClipDataset(StoreDataset):
             "reference": frames[0],
             "ref_index": torch.tensor(ref),
         }
-        for key in SIGNALS:
-            item["audio" if key == "audio_features" else key] = torch.from_numpy(
-                signals[key][start : start + self.num_frames].copy()
+        if self.min_frames is not None:
+            item["length"] = torch.tensor(int(rng.integers(self.min_frames, self.num_frames + 1)))
+        for name in SIGNALS:
+            item["audio" if name == "audio_features" else name] = torch.from_numpy(
+                signals[name][start : start + self.num_frames].copy()
             )
-        for key in ("pose", "blink", "face_box"):
-            item[f"ref_{key}"] = torch.from_numpy(signals[key][ref].copy())
+        for name in ("pose", "blink", "face_box"):
+            item[f"ref_{name}"] = torch.from_numpy(signals[name][ref].copy())
         return item

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from dawn_lightning import SAMPLES_PER_FRAME
 from dawn_lightning.data.datamodules import StoreDataModule
+from dawn_lightning.data.sampling import Key, sample_rng, split_key
 from dawn_lightning.data.store import ClipStore
 from dawn_lightning.metrics.mfcc import mfcc
 from dawn_lightning.models.syncnet import MFCC_PER_FRAME, MFCC_WINDOW, WINDOW_FRAMES, crop_mouth
@@ -65,15 +66,13 @@ class SyncPairDataset(Dataset):
                 self.clips.append((crops, coefficients, windows))
         if not self.clips:
             raise ValueError(f"{store.root}: no {split} clip is long enough for sync pairs")
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.clips) * self.samples_per_clip
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        salt = self.epoch * len(self) if self.train else 0
-        rng = np.random.default_rng([self.seed, index + salt, int(self.train)])
-        crops, coefficients, windows = self.clips[index // self.samples_per_clip]
+    def __getitem__(self, key: int | Key) -> dict[str, torch.Tensor]:
+        rng = sample_rng(self.seed, key, self.train)
+        crops, coefficients, windows = self.clips[split_key(key)[1] // self.samples_per_clip]
         start = int(rng.integers(windows))
         # clips have more than 2 * min_shift windows, so some shift stays inside the clip
         shifts = [s for s in range(-self.max_shift, self.max_shift + 1) if abs(s) >= self.min_shift]

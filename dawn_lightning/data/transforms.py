@@ -14,7 +14,7 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 class PairAugment:
     """The same random horizontal flip and colour jitter on a (source, driving) pair, plus a random swap of
-    the two (time flip). Randomness comes from torch's RNG, which Lightning seeds per worker and epoch."""
+    the two (time flip), all drawn from the sample's generator."""
 
     def __init__(
         self,
@@ -34,16 +34,21 @@ class PairAugment:
             else None
         )
 
-    def __call__(self, pair: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, pair: torch.Tensor, boxes: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """pair: float (2, 3, H, W) in [0, 1], the same transform on both frames; boxes: (2, 4) normalised
         (x0, y0, x1, y1) boxes of the two frames, mirrored and swapped with them."""
-        if torch.rand(()) < self.hflip:
+        if rng.random() < self.hflip:
             pair = pair.flip(-1)
             boxes = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], dim=1)
-        if torch.rand(()) < self.time_flip:
+        if rng.random() < self.time_flip:
             pair, boxes = pair.flip(0), boxes.flip(0)
         if self.jitter is not None:
-            pair = self.jitter(pair).clamp_(0, 1)
+            # torchvision draws the jitter from torch's RNG: seed it from the sample's; the global state stays
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**63)))
+                pair = self.jitter(pair).clamp_(0, 1)
         return pair, boxes
 
 

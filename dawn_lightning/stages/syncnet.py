@@ -70,10 +70,6 @@ class SyncNetModule(L.LightningModule):
         self.log("val/loss", loss, batch_size=size, sync_dist=True)
         self.log("val/sync_accuracy", accuracy, prog_bar=True, batch_size=size, sync_dist=True)
 
-    def on_train_epoch_start(self) -> None:
-        dataset = self.trainer.train_dataloader.dataset
-        dataset.epoch = self.current_epoch
-
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.net.parameters())
         if self.scheduler_factory is None:

@@ -1,0 +1,66 @@
+"""Which samples a process draws, and the randomness of each sample: both functions of the seed, the epoch and
+the sample's number alone.
+
+`EpochSampler` deals an epoch's samples (a permutation fixed by (seed, epoch) for training, the dataset in
+order for evaluation) to the ranks in turn and yields keys ``(epoch, index)``; `sample_rng` turns a key into
+the sample's random generator. So a sample is the same whatever the number of processes, loader workers or
+restarts, and a run resumed in the middle of an epoch (`start_at`) draws the rest of that epoch's samples, the
+same ones as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import Sampler
+
+Key = tuple[int, int]  # (epoch, index)
+
+
+def split_key(key: int | Key) -> Key:
+    """A dataset's ``__getitem__`` argument as (epoch, index); a plain index is epoch 0's."""
+    return (0, int(key)) if isinstance(key, (int, np.integer)) else (int(key[0]), int(key[1]))
+
+
+def sample_rng(seed: int, key: int | Key, train: bool) -> np.random.Generator:
+    """The random generator of a sample: training samples differ from epoch to epoch, evaluation samples are
+    the same every epoch."""
+    epoch, index = split_key(key)
+    return np.random.default_rng([seed, epoch, index] if train else [seed, index])
+
+
+class EpochSampler(Sampler[Key]):
+    """This rank's keys (epoch, index) of one pass over ``size`` samples.
+
+    Training (``shuffle``): the samples in the order of a permutation fixed by (seed, epoch), the
+    ``size % world_size`` last ones dropped so that every rank gets as many, dealt to the ranks in turn.
+    Evaluation: every sample exactly once, in order, dealt in turn (the shares differ by at most one).
+    ``start_at(n)`` makes the next pass begin at this rank's n-th sample (a run resumed mid-epoch).
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size}")
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self._start = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def start_at(self, position: int) -> None:
+        self._start = position
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            return self.size // self.world_size
+        return len(range(self.rank, self.size, self.world_size))
+
+    def __iter__(self):
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+            order = order[: len(self) * self.world_size]
+        else:
+            order = np.arange(self.size)
+        share = order[self.rank :: self.world_size][self._start :]
+        self._start = 0
+        return iter([(self.epoch, int(i)) for i in share])
