@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
+import av
 import hydra
 import lightning as L
+import numpy as np
 import pytest
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
+from dawn_lightning import FPS, SAMPLES_PER_FRAME
 from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.data.datamodules import VideoClipDataModule
+from dawn_lightning.data.datasets import VideoClipDataset
+from dawn_lightning.data.store import ClipStore
 from dawn_lightning.diffusion import make_sampler
 from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
@@ -19,6 +30,7 @@ from dawn_lightning.stages.audio_to_motion import (
     file_sha256,
     load_motion_diffusion,
 )
+from dawn_lightning.stages.visuals import gif_bytes, video_summary
 from tests.pipeline_fixtures import UNET
 
 TINY_MOTION = {
@@ -252,3 +264,76 @@ def test_residual_target_normalises_motion(motion_ckpt):
         1, 3, 16, 16
     )  # the identity grid samples every pixel at its centre: warping is a no-op
     torch.testing.assert_close(warp(image, grid[:1]), image, atol=1e-5, rtol=0)
+
+
+def gif_frames(data: bytes) -> tuple[list[np.ndarray], list[int], dict]:
+    """The frames (RGB), per-frame durations (ms) and header info of an animated GIF."""
+    gif = Image.open(io.BytesIO(data))
+    frames, durations = [], []
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        frames.append(np.asarray(gif.convert("RGB")))
+        durations.append(gif.info["duration"])
+    return frames, durations, gif.info
+
+
+def test_video_summary_is_an_animated_gif_image():
+    frames = np.random.default_rng(0).integers(0, 256, (5, 8, 12, 3), dtype=np.uint8)  # 96 colours a frame
+    (value,) = video_summary("val/clip", frames, fps=25).value
+    assert value.tag == "val/clip"
+    image = value.image
+    assert (image.height, image.width, image.colorspace) == (8, 12, 3)
+    assert image.encoded_image_string.startswith(b"GIF89a")
+    decoded, durations, info = gif_frames(image.encoded_image_string)
+    assert durations == [40] * 5 and info["loop"] == 0  # 25 fps, looping forever
+    np.testing.assert_array_equal(np.stack(decoded), frames)  # under 256 colours a frame: lossless
+    with pytest.raises(ValueError, match="uint8"):
+        gif_bytes(frames.astype(np.float32))
+
+
+def test_validation_clips_carry_their_speech(synthetic):
+    frames = 8
+    item = VideoClipDataset(str(synthetic.root), "val", train=False, num_frames=frames)[0]
+    speech, start = item["speech"].numpy(), int(item["ref_index"])  # mode "first": the reference starts it
+    assert speech.shape == (frames * SAMPLES_PER_FRAME,) and speech.dtype == np.float32
+    store = ClipStore(synthetic.root)
+    span = slice(start * SAMPLES_PER_FRAME, (start + frames) * SAMPLES_PER_FRAME)
+    assert any(np.array_equal(store.reader(c).audio()[span], speech) for c in store.split("val"))
+    assert "speech" not in VideoClipDataset(str(synthetic.root), "train", train=True, num_frames=frames)[0]
+
+
+def test_validation_logs_gifs_to_tensorboard_and_mp4s_with_speech(
+    synthetic, motion_ckpt, tmp_path, one_thread
+):
+    frames = 8
+    module = tiny_module(motion_ckpt, num_val_videos=1, sampler={"num_steps": 2})
+    datamodule = VideoClipDataModule(
+        str(synthetic.root), num_frames=frames, batch_size=2, val_batch_size=2, check_store=False
+    )
+    logger = TensorBoardLogger(tmp_path, name="tb", version=0)
+    trainer = L.Trainer(
+        logger=logger,
+        limit_val_batches=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.validate(module, datamodule=datamodule)
+    logger.experiment.flush()
+
+    events = EventAccumulator(logger.log_dir, size_guidance={IMAGES: 0})
+    events.Reload()
+    (event,) = events.Images("val/clip0_truth|generated")
+    assert event.encoded_image_string.startswith(b"GIF89a")
+    assert (event.height, event.width) == (64, 128)  # truth | generated, side by side
+    decoded, durations, _ = gif_frames(event.encoded_image_string)
+    assert len(decoded) > 1 and sum(durations) == frames * 1000 // FPS  # (identical neighbours merge)
+
+    (mp4,) = Path(logger.log_dir).glob("videos/step*_clip0.mp4")
+    with av.open(str(mp4)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert video.frames == frames and audio.rate == 16_000
+        assert abs(float(audio.duration * audio.time_base) - frames / FPS) <= 1 / FPS
+        samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio)])
+    assert np.abs(samples).max() > 1e-3  # the clip's speech, not silence
+    assert not list(mp4.parent.glob(".*tmp"))  # the atomic write left no temporary file

@@ -16,6 +16,8 @@ import torch
 from einops import rearrange
 from torch.utils.data import Dataset
 
+from dawn_lightning import SAMPLES_PER_FRAME
+from dawn_lightning.data.audio_features import fit_length
 from dawn_lightning.data.sampling import Key, sample_rng, split_key
 from dawn_lightning.data.store import ClipInfo, ClipReader, ClipStore, StoreError
 from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
@@ -195,4 +197,7 @@ class VideoClipDataset(StoreDataset):
             )
         for name in ("pose", "blink", "face_box"):
             item[f"ref_{name}"] = torch.from_numpy(signals[name][ref].copy())
+        if not self.train:  # evaluation: the clip's 16 kHz speech (F * 640,), the sound of sample videos
+            speech = reader.audio()[start * SAMPLES_PER_FRAME :]
+            item["speech"] = torch.from_numpy(fit_length(speech, self.num_frames).copy())
         return item

@@ -21,7 +21,7 @@ from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.stages.motion import load_motion_autoencoder
 from dawn_lightning.stages.optim import optimizer_with_schedule
 from dawn_lightning.stages.speed import checkpoint_activations
-from dawn_lightning.stages.visuals import clip_grid
+from dawn_lightning.stages.visuals import clip_grid, video_summary
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "motion_diffusion"
@@ -236,6 +236,7 @@ class AudioToMotionModule(L.LightningModule):
                 "inputs": {k: v[keep] for k, v in inputs.items()},
                 "video": batch["video"][keep],
                 "reference": batch["reference"][keep],
+                "speech": batch["speech"][keep] if "speech" in batch else None,  # validation clips' audio
             }
 
     def on_validation_epoch_end(self) -> None:
@@ -247,7 +248,7 @@ class AudioToMotionModule(L.LightningModule):
         self.log("val/sample_x0_mse", ((generated_x0 - true_x0) ** 2).mean(), sync_dist=True)
         frames = self.decode(self._val_batch["reference"], generated_x0)
         reconstructed = self.decode(self._val_batch["reference"], true_x0)
-        self._log_videos(video, reconstructed, frames)
+        self._log_videos(video, reconstructed, frames, self._val_batch["speech"])
         self._val_batch = None
 
     def sample(self, inputs: dict, seed: int = 0) -> torch.Tensor:
@@ -276,9 +277,16 @@ class AudioToMotionModule(L.LightningModule):
         frames = self.motion.decode(sources, grid, occlusion, batch_size=64).clamp(0, 1)
         return rearrange(frames, "(b f) c h w -> b c f h w", f=f)
 
-    def _log_videos(self, truth: torch.Tensor, reconstructed: torch.Tensor, generated: torch.Tensor) -> None:
-        """A grid image (rows: truth, stage-1 reconstruction, generated, per clip) and an mp4 of each clip
-        (truth | generated side by side) beside the TensorBoard logs."""
+    def _log_videos(
+        self,
+        truth: torch.Tensor,
+        reconstructed: torch.Tensor,
+        generated: torch.Tensor,
+        speech: torch.Tensor | None = None,
+    ) -> None:
+        """A grid image (rows: truth, stage-1 reconstruction, generated, per clip), then each clip (truth |
+        generated side by side) as an animated GIF in TensorBoard's Images tab and as an mp4 beside the logs,
+        whose sound track is the clip's ``speech`` (B, F * 640) 16 kHz waveform if given."""
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
             experiment.add_image(
@@ -286,14 +294,24 @@ class AudioToMotionModule(L.LightningModule):
                 clip_grid([truth, reconstructed, generated]),
                 self.global_step,
             )
-        log_dir = getattr(self.logger, "log_dir", None)
-        if log_dir is None or not self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
             return
-        for i in range(len(truth)):
-            pair = torch.cat([truth[i], generated[i]], dim=-1)
-            uint8 = (rearrange(pair, "c f h w -> f h w c") * 255).round().byte().cpu().numpy()
+        pairs = [
+            (rearrange(torch.cat([t, g], dim=-1), "c f h w -> f h w c") * 255).round().byte().cpu().numpy()
+            for t, g in zip(truth, generated, strict=True)
+        ]
+        # torch's SummaryWriter has no public way to write a prepared summary (add_video needs moviepy)
+        writer = experiment._get_file_writer() if hasattr(experiment, "_get_file_writer") else None
+        if writer is not None:
+            for i, pair in enumerate(pairs):
+                writer.add_summary(video_summary(f"val/clip{i}_truth|generated", pair), self.global_step)
+        log_dir = getattr(self.logger, "log_dir", None)
+        if log_dir is None:
+            return
+        for i, pair in enumerate(pairs):
             path = Path(log_dir) / "videos" / f"step{self.global_step:07d}_clip{i}.mp4"
-            write_mp4(path, uint8, pixel_format="yuv420p")
+            audio = None if speech is None else speech[i].float().cpu().numpy()
+            write_mp4(path, pair, audio=audio, pixel_format="yuv420p")
 
     # -- optimisation and checkpoints -------------------------------------------------------------------
     def configure_optimizers(self):

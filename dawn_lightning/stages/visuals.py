@@ -1,11 +1,17 @@
-"""Image grids of what a stage computes, for TensorBoard and for looking at results."""
+"""Image grids (and animated GIFs) of what a stage computes, for TensorBoard and for looking at results."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torchvision.utils import make_grid
+
+from dawn_lightning import FPS
 
 # distinct colours for up to 16 regions (RGB in [0, 1])
 PALETTE = torch.tensor(
@@ -64,3 +70,30 @@ def clip_grid(rows: list[torch.Tensor], max_frames: int = 10) -> torch.Tensor:
     stacked = torch.stack([r[:, :, picks] for r in rows], dim=1)  # (B, R, 3, N, H, W)
     tiles = rearrange(stacked, "b r c n h w -> (b r n) c h w")
     return make_grid(tiles.detach().float().clamp(0, 1).cpu(), nrow=len(picks), padding=2, pad_value=1.0)
+
+
+def gif_bytes(frames: np.ndarray, fps: float = FPS) -> bytes:
+    """Frames uint8 (F, H, W, 3) -> an animated GIF (each frame shown 1/fps s, looping forever), encoded by
+    PIL (up to 256 colours per frame). GIF timing is in centiseconds: 25 fps is exactly 4 cs a frame."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be uint8 (F, H, W, 3) with F >= 1, got {frames.dtype} {frames.shape}")
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+    )
+    return buffer.getvalue()
+
+
+def video_summary(tag: str, frames: np.ndarray, fps: float = FPS) -> Summary:
+    """An image summary holding ``frames`` uint8 (F, H, W, 3) as an animated GIF, which TensorBoard's Images
+    tab plays. ``SummaryWriter.add_video`` would need moviepy; write this one with
+    ``writer._get_file_writer().add_summary(summary, step)`` instead."""
+    height, width = np.asarray(frames).shape[1:3]
+    image = Summary.Image(
+        height=height, width=width, colorspace=3, encoded_image_string=gif_bytes(frames, fps)
+    )
+    return Summary(value=[Summary.Value(tag=tag, image=image)])
