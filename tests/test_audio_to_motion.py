@@ -20,6 +20,7 @@ from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.data.datamodules import VideoClipDataModule
 from dawn_lightning.data.datasets import VideoClipDataset
+from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.data.store import ClipStore
 from dawn_lightning.diffusion import make_sampler
 from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
@@ -164,7 +165,7 @@ def clip_batch(store, frames: int = 12, size: int = 2) -> dict:
 def test_motion_x0_layout_decodes_to_stage1_reconstruction(synthetic, motion_ckpt):
     module = tiny_module(motion_ckpt).eval()
     batch = clip_batch(synthetic.root, frames=5)
-    x0, z_src = module.motion_x0(batch["video"], batch["reference"], augment=False)
+    x0, z_src = module.motion_x0(batch["video"], batch["reference"])
     assert x0.shape == (2, 3, 5, 16, 16) and z_src.shape[0] == 2
     assert x0.abs().max() <= 1.5 and (x0[:, 2].abs() <= 1).all()
     grid, occlusion = x0_to_motion(x0)
@@ -202,14 +203,13 @@ def test_overfits_one_batch(synthetic, motion_ckpt):
     module = tiny_module(motion_ckpt, cond_drop_prob=0.0)
     batch = clip_batch(synthetic.root, frames=4)
     with torch.no_grad():
-        inputs = module.inputs(batch, augment=False)
+        inputs = module.inputs(batch)
     optimizer = torch.optim.Adam(module.net.parameters(), lr=3e-3)
 
     def fixed_loss():  # the same noise and timesteps before and after
         with torch.no_grad():
-            return sum(
-                float(module.losses(inputs, 0.0, torch.Generator().manual_seed(s))["loss"]) for s in range(4)
-            )
+            draws = [SampleDraws(torch.arange(2) + 2 * s) for s in range(4)]
+            return sum(float(module.losses(inputs, 0.0, d)["loss"]) for d in draws)
 
     before = fixed_loss()
     for _ in range(60):
@@ -227,8 +227,8 @@ def test_non_finite_gradients_skip_the_step(synthetic, motion_ckpt, tmp_path, mo
     calls = []
     losses = AudioToMotionModule.losses
 
-    def poisoned(self, inputs, drop_prob, generator=None):
-        out = losses(self, inputs, drop_prob, generator)
+    def poisoned(self, inputs, drop_prob, draws=None):
+        out = losses(self, inputs, drop_prob, draws)
         calls.append(1)
         if len(calls) == 1:
             out["loss"] = out["loss"] * float("nan")

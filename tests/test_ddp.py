@@ -62,6 +62,29 @@ class RankWeights(L.Callback):
         )
 
 
+class FirstStep(L.Callback):
+    """Test probe: each rank writes the loss of its first training step and the gradients the optimiser gets
+    (after DDP's all-reduce) to ``<folder>/step_rank<r>.pt``."""
+
+    def __init__(self, folder: str):
+        self.folder, self.loss = Path(folder), None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 0:
+            self.loss = float(outputs["loss"])
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if trainer.global_step == 0:
+            grads = {
+                n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None
+            }
+            self.grads = grads
+
+    def on_train_end(self, trainer, pl_module):
+        path = self.folder / f"step_rank{trainer.global_rank}.pt"
+        torch.save({"loss": self.loss, "grads": self.grads}, path)
+
+
 # PyTorch's SyncBatchNorm (trainer=ddp's default, for stage 1) needs CUDA: off on the CPU
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
 DDP += ["trainer.sync_batchnorm=false"]
@@ -130,3 +153,36 @@ def test_stage3_ddp_keeps_ranks_identical(synthetic, tmp_path):
     ]
     first, second = run_ddp(command, tmp_path)
     assert_same_weights(first, second)
+
+
+@pytest.mark.slow
+def test_stage3_two_ranks_match_one_process_with_twice_the_batch(synthetic, tmp_path):
+    """Each sample brings its clip, its augmentation and the seed of its noise, diffusion step and condition
+    dropout, and every loss term is a mean over samples: 2 ranks with batch 2 compute the loss and gradient of
+    one process with batch 4."""
+    write_stage1(tmp_path / "stage1.ckpt")
+    unet = "{dim:8,dim_mults:[1,2],attn_heads:2,attn_dim_head:8,spatial_dim_head:8,cross_heads:2,"
+    unet += "resnet_groups:4}"
+    common = [str(DAWN_TRAIN), "experiment=stage3a", f"data.store_dir={synthetic.root}", QUICK[1]]
+    common += [*QUICK[3:], f"model.motion_ckpt={tmp_path / 'stage1.ckpt'}", f"model.net.unet={unet}"]
+    common += ["model.num_val_videos=0", "trainer.max_steps=1", "model.cond_drop_prob=0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    results = {}
+    for name, extra in (("ddp", [*DDP, "datamodule.batch_size=2"]), ("one", ["datamodule.batch_size=4"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        probe = ["+callbacks.probe._target_=tests.test_ddp.FirstStep", f"+callbacks.probe.folder={folder}"]
+        run_env = {**env, "DAWN_ROOT": str(folder)}
+        subprocess.run([*common, *extra, *probe], env=run_env, check=True, capture_output=True, cwd=folder)
+        results[name] = [torch.load(p, weights_only=True) for p in sorted(folder.glob("step_rank*.pt"))]
+    ranks, (one,) = results["ddp"], results["one"]
+    assert len(ranks) == 2 and ranks[0]["loss"] != ranks[1]["loss"]  # each rank has its own half
+    # the mouth term pooled over the batch (sum of masked errors / sum of masks) missed this by 1e-3
+    assert abs((ranks[0]["loss"] + ranks[1]["loss"]) / 2 - one["loss"]) < 1e-5 * abs(one["loss"])
+    assert one["grads"].keys() == ranks[0]["grads"].keys()
+    worst = max(  # all-reduced: the same on both ranks, and the one-process gradient up to float32 sums
+        float((rank["grads"][name] - grad).abs().max() / grad.abs().max().clamp_min(1e-12))
+        for name, grad in one["grads"].items()
+        for rank in ranks
+    )
+    assert worst < 1e-4, worst  # measured: 2e-5 (summation order)

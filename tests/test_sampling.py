@@ -1,4 +1,4 @@
-"""The epoch sampler and per-sample randomness: what each rank draws, and that a sample depends on its key only."""
+"""The epoch sampler and per-sample randomness: what each rank draws; a sample depends on its key only."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dawn_lightning.data.datamodules import VideoClipDataModule
-from dawn_lightning.data.sampling import EpochSampler, sample_rng, split_key
+from dawn_lightning.data.sampling import EpochSampler, SampleDraws, sample_rng, split_key
 
 
 def batches(sampler: EpochSampler, batch_size: int) -> list[list[tuple[int, int]]]:
@@ -63,8 +63,8 @@ def test_sample_randomness_depends_on_the_key_alone():
 
 
 def test_stage3_batches_are_the_same_with_two_ranks_or_workers(tiny_store):
-    """Curriculum B (random length per batch, random reference): a 2-rank step draws the clips of the 1-process
-    step with twice the batch, loader workers or not."""
+    """Curriculum B (random length per batch, random reference): a 2-rank step draws the clips of the
+    1-process step with twice the batch, loader workers or not."""
 
     def loader(world: int, rank: int, batch_size: int, workers: int = 0):
         dm = VideoClipDataModule(
@@ -84,3 +84,17 @@ def test_stage3_batches_are_the_same_with_two_ranks_or_workers(tiny_store):
     # each half is cropped to its own first sample's length; the single batch to the length of its first
     assert single["video"].shape[2] == halves[0]["video"].shape[2]
     torch.testing.assert_close(single["video"][0::2], halves[0]["video"], rtol=0, atol=0)
+
+
+def test_sample_draws_of_a_split_batch_are_those_of_the_whole():
+    seeds = torch.tensor([11, 12, 13, 14])
+    whole = SampleDraws(seeds)
+    halves = [SampleDraws(seeds[0::2]), SampleDraws(seeds[1::2])]
+    draws = [(d.randint(1000), d.rand(3), d.randn(2, 5)) for d in (whole, *halves)]
+    for i in range(3):
+        merged = torch.stack([draws[1][i], draws[2][i]], dim=1).flatten(0, 1)
+        torch.testing.assert_close(merged, draws[0][i], rtol=0, atol=0)
+    assert not torch.equal(draws[0][2][0], draws[0][2][1])  # samples draw apart
+    state = torch.get_rng_state()
+    SampleDraws(seeds).randn(4)
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left alone

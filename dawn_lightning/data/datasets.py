@@ -191,6 +191,8 @@ class VideoClipDataset(StoreDataset):
         }
         if self.min_frames is not None:
             item["length"] = torch.tensor(int(rng.integers(self.min_frames, self.num_frames + 1)))
+        if self.train:  # the seed of the model's draws for this sample (`sampling.SampleDraws`)
+            item["seed"] = torch.tensor(int(rng.integers(2**62)))
         for name in SIGNALS:
             item["audio" if name == "audio_features" else name] = torch.from_numpy(
                 signals[name][start : start + self.num_frames].copy()

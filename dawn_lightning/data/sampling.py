@@ -5,12 +5,14 @@ the sample's number alone.
 order for evaluation) to the ranks in turn and yields keys ``(epoch, index)``; `sample_rng` turns a key into
 the sample's random generator. So a sample is the same whatever the number of processes, loader workers or
 restarts, and a run resumed in the middle of an epoch (`start_at`) draws the rest of that epoch's samples, the
-same ones as an uninterrupted run.
+same ones as an uninterrupted run. `SampleDraws` carries that to the model's side of a training step (noise,
+diffusion steps, condition dropout), from a seed each sample brings.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 Key = tuple[int, int]  # (epoch, index)
@@ -64,3 +66,33 @@ class EpochSampler(Sampler[Key]):
         share = order[self.rank :: self.world_size][self._start :]
         self._start = 0
         return iter([(self.epoch, int(i)) for i in share])
+
+
+class SampleDraws:
+    """A training step's random tensors, drawn sample by sample from generators seeded by each sample's
+    ``seed`` (the datasets put one in training items). A batch split across ranks draws, sample for sample,
+    what it draws whole in one process."""
+
+    def __init__(self, seeds: torch.Tensor, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.generators = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds.tolist()]
+
+    @classmethod
+    def fresh(cls, batch_size: int, device: torch.device | str = "cpu") -> SampleDraws:
+        """Draws for a batch without seeds, seeded from torch's global RNG."""
+        return cls(torch.randint(0, 2**62, (batch_size,)), device)
+
+    def _stack(self, draw) -> torch.Tensor:
+        return torch.stack([draw(g) for g in self.generators])
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """(B, *shape) uniform in [0, 1)."""
+        return self._stack(lambda g: torch.rand(shape, generator=g, device=self.device))
+
+    def randn(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, *shape) standard normal."""
+        return self._stack(lambda g: torch.randn(shape, generator=g, device=self.device, dtype=dtype))
+
+    def randint(self, high: int) -> torch.Tensor:
+        """(B,) integers in [0, high)."""
+        return self._stack(lambda g: torch.randint(0, high, (), generator=g, device=self.device))

@@ -12,6 +12,7 @@ import torch
 from einops import rearrange
 
 from dawn_lightning.callbacks.ema import RAW_WEIGHTS_KEY, checkpoint_weights
+from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.data.video_io import write_mp4
 from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
 from dawn_lightning.models.a2v.blocks import ConditionedResBlock, PreNormResidual
@@ -149,27 +150,33 @@ class AudioToMotionModule(L.LightningModule):
         video = torch.stack([item["video"] for item in items]).to(self.device)
         reference = torch.stack([item["reference"] for item in items]).to(self.device)
         chunks = range(0, len(items), 4)
-        return torch.cat([self.motion_x0(video[i : i + 4], reference[i : i + 4], False)[0] for i in chunks])
+        return torch.cat([self.motion_x0(video[i : i + 4], reference[i : i + 4])[0] for i in chunks])
 
     @torch.no_grad()
     def motion_x0(
-        self, video: torch.Tensor, reference: torch.Tensor, augment: bool
+        self, video: torch.Tensor, reference: torch.Tensor, augment: SampleDraws | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """video (B, 3, F, S, S), reference (B, 3, S, S) in [0, 1] -> x0 (B, 3, F, S/4, S/4) of every frame
-        against the reference, and z_src (B, C_z, S/4, S/4). ``augment`` applies one colour jitter draw to
-        the whole batch first (as the reference)."""
+        against the reference, and z_src (B, C_z, S/4, S/4). With ``augment``, each clip (its reference and
+        frames alike) first gets a colour jitter drawn from its sample's draws (the reference draws one per
+        batch: per sample, a batch split over ranks is augmented as it is whole)."""
+        if augment is not None and self.jitter is not None:
+            video, reference = video.clone(), reference.clone()
+            for i, seed in enumerate(augment.randint(2**62).tolist()):
+                clip = torch.cat([reference[i, :, None], video[i]], dim=1)  # (3, 1 + F, S, S)
+                with torch.random.fork_rng(devices=[]):  # torchvision draws from torch's RNG
+                    torch.manual_seed(seed)
+                    clip = self.jitter(rearrange(clip, "c f h w -> f c h w")).clamp(0, 1)
+                reference[i], video[i] = clip[0], rearrange(clip[1:], "f c h w -> c f h w")
         b, _, f = video.shape[:3]
         frames = rearrange(video, "b c f h w -> (b f) c h w")
-        if augment and self.jitter is not None:
-            jittered = self.jitter(torch.cat([reference, frames])).clamp(0, 1)
-            reference, frames = jittered[:b], jittered[b:]
         regions = {k: v.repeat_interleave(f, 0) for k, v in self.motion.regions(reference).items()}
         sources = reference.repeat_interleave(f, 0)
         motion = self.motion.motion(sources, frames, source_regions=regions)
         x0 = motion_to_x0(motion["grid"], motion["occlusion"], b)
         return x0, self.motion.encode(reference).z
 
-    def inputs(self, batch: dict, augment: bool) -> dict[str, torch.Tensor]:
+    def inputs(self, batch: dict, augment: SampleDraws | None = None) -> dict[str, torch.Tensor]:
         x0, z_src = self.motion_x0(batch["video"], batch["reference"], augment)
         x0 = self.net.normalise_motion(x0)
         cond = self.net.conditions(
@@ -185,30 +192,40 @@ class AudioToMotionModule(L.LightningModule):
         }
 
     # -- training ---------------------------------------------------------------------------------------
-    def losses(self, inputs: dict, drop_prob: float, generator: torch.Generator | None = None) -> dict:
+    def losses(self, inputs: dict, drop_prob: float, draws: SampleDraws | None = None) -> dict:
+        """The loss terms of a batch, each a mean over its samples (so the mean over ranks of a split batch
+        is the whole batch's). ``draws``: the samples' random draws (default: fresh from torch's RNG)."""
         x0 = inputs["x0"]
         cond = {k: inputs[k] for k in ("context", "audio", "pose", "blink")}
         b, _, f = x0.shape[:3]
-        drop = torch.rand((b, f), generator=generator, device=x0.device) < drop_prob if drop_prob else False
+        draws = SampleDraws.fresh(b, x0.device) if draws is None else draws
+        drop = draws.rand(f) < drop_prob if drop_prob else False
+        t = draws.randint(self.net.schedule.num_timesteps)
+        noise = draws.randn(*x0.shape[1:], dtype=x0.dtype)
 
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.net(x_t, t, drop, **cond)
 
-        terms = training_terms(denoise, self.net.schedule, x0, self.net.prediction, generator=generator)
+        terms = training_terms(denoise, self.net.schedule, x0, self.net.prediction, noise=noise, t=t)
         error = (terms["output"].float() - terms["target"]) ** 2
         mouth = inputs["mouth"].expand_as(error)
+        dims = tuple(range(1, x0.ndim))
+        low, high = x0.amin(dims, keepdim=True), x0.amax(dims, keepdim=True)  # each sample's range
         losses = {
             "denoise": error.mean(),
-            "x0_mse": ((terms["x0_pred"].float().clamp(x0.min(), x0.max()) - x0) ** 2).mean(),
-            "lip": (error * mouth).sum() / mouth.sum().clamp_min(1.0),
+            "x0_mse": ((torch.minimum(torch.maximum(terms["x0_pred"].float(), low), high) - x0) ** 2).mean(),
+            # the mouth-masked error of each sample, averaged over the samples
+            "lip": ((error * mouth).sum(dims) / mouth.sum(dims).clamp_min(1.0)).mean(),
         }
         h = self.hparams
         losses["loss"] = losses["denoise"] + h.flow_weight * losses["x0_mse"] + h.lip_weight * losses["lip"]
         return losses
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        losses = self.losses(self.inputs(batch, augment=True), self.hparams.cond_drop_prob)
         size = len(batch["video"])
+        seeds = batch.get("seed")
+        draws = SampleDraws.fresh(size, self.device) if seeds is None else SampleDraws(seeds, self.device)
+        losses = self.losses(self.inputs(batch, augment=draws), self.hparams.cond_drop_prob, draws)
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
         return losses["loss"]
@@ -224,9 +241,9 @@ class AudioToMotionModule(L.LightningModule):
 
     # -- validation -------------------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_index: int) -> None:
-        inputs = self.inputs(batch, augment=False)
-        generator = torch.Generator(device=self.device).manual_seed(batch_index)
-        losses = self.losses(inputs, 0.0, generator)
+        inputs = self.inputs(batch)
+        size = len(batch["video"])  # fixed draws: the same noise and steps every validation
+        losses = self.losses(inputs, 0.0, SampleDraws(batch_index * size + torch.arange(size), self.device))
         self.log_dict(
             {f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["video"]), sync_dist=True
         )
