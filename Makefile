@@ -14,7 +14,7 @@ STAGE1_CKPT := experiments/stage1/latest/checkpoints/last.ckpt
 DEFAULT_STAGE1 = $(if $(findstring motion_ckpt,$(ARGS)),,$(STAGE1_CKPT))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
+.PHONY: help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 precompute-motion train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ generate: setup ## portrait + speech -> mp4: make generate ARGS="portrait=face.p
 train-stage3: setup $(DEFAULT_DATA) $(DEFAULT_STAGE1) ## train stage 3, curriculum A then B from A: make train-stage3 [ARGS="model.motion_ckpt=..."]
 	$(BIN)/dawn-train experiment=stage3a $(ARGS)
 	$(BIN)/dawn-train experiment=stage3b $(ARGS)
+
+precompute-motion: setup $(DEFAULT_DATA) $(DEFAULT_STAGE1) ## stage 3's curriculum-A targets by stage 1, once: make precompute-motion [ARGS="data.store_dir=... motion_ckpt=..."]
+	$(BIN)/dawn-precompute-motion $(ARGS)
 
 $(STAGE1_CKPT): | setup $(SYNTHETIC)
 	$(BIN)/dawn-train experiment=stage1

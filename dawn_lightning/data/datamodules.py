@@ -154,7 +154,8 @@ class VideoClipDataModule(StoreDataModule):
     """Stage 3: clips with a reference frame, in curriculum mode A (``first``) or B (``random``).
 
     Mode A yields ``num_frames`` frames; mode B yields one random length in [min_frames, num_frames] per
-    training batch (validation uses ``num_frames``, so its loss is comparable across epochs).
+    training batch (validation uses ``num_frames``, so its loss is comparable across epochs). ``motion_dir``
+    (mode A): training reads the stage-1 targets precomputed there (`data.motion_targets`) instead of frames.
     """
 
     def __init__(
@@ -163,10 +164,11 @@ class VideoClipDataModule(StoreDataModule):
         mode: str = "first",
         num_frames: int = 20,
         min_frames: int | None = None,
+        motion_dir: str | None = None,
         **kwargs,
     ):
         super().__init__(store_dir, **kwargs)
-        self.mode, self.num_frames = mode, num_frames
+        self.mode, self.num_frames, self.motion_dir = mode, num_frames, motion_dir
         self.min_frames = num_frames if min_frames is None else min_frames
 
     def varies_length(self, train: bool) -> bool:
@@ -183,6 +185,7 @@ class VideoClipDataModule(StoreDataModule):
             self.seed,
             self.samples_per_clip,
             min_frames,
+            self.motion_dir if train else None,
         )
 
     def collate(self, train: bool):

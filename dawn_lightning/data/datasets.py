@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from dawn_lightning import SAMPLES_PER_FRAME
 from dawn_lightning.data.audio_features import fit_length
+from dawn_lightning.data.motion_targets import MotionTargets
 from dawn_lightning.data.sampling import Key, sample_rng, split_key
 from dawn_lightning.data.store import ClipInfo, ClipReader, ClipStore, StoreError
 from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
@@ -167,28 +168,43 @@ class VideoClipDataset(StoreDataset):
         seed: int = 0,
         samples_per_clip: int = 1,
         min_frames: int | None = None,
+        motion_dir: str | None = None,
     ):
         if mode not in ("first", "random"):
             raise ValueError(f"mode must be 'first' or 'random', got {mode!r}")
+        if motion_dir is not None and (mode != "first" or not train):
+            raise ValueError("precomputed motion targets (motion_dir) serve curriculum A training only")
         if min_frames is not None and not 1 <= min_frames <= num_frames:
             raise ValueError(f"need 1 <= min_frames <= num_frames, got {min_frames}, {num_frames}")
         super().__init__(
             store_dir, split, train, seed, min_frames=num_frames, samples_per_clip=samples_per_clip
         )
         self.num_frames, self.mode, self.min_frames = num_frames, mode, min_frames
+        self.targets = None if motion_dir is None else MotionTargets(motion_dir, num_frames)
+        if self.targets is not None:
+            missing = [c.clip_id for c in self.clips if not self.targets.has(c.clip_id)]
+            if missing:
+                named = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+                raise StoreError(
+                    f"{motion_dir}: no motion targets for {len(missing)} {split} clips ({named}): "
+                    f"run dawn-precompute-motion on {self.store_dir}"
+                )
 
     def __getitem__(self, key: int | Key) -> dict:
         info, rng = self.clip(key), self.rng(key)
-        start = int(rng.integers(0, info.num_frames - self.num_frames + 1))
-        ref = start if self.mode == "first" else int(rng.integers(0, info.num_frames))
         reader = self.reader(info)
-        frames = frames_to_tensor(reader.frames([ref, *range(start, start + self.num_frames)]))
+        if self.targets is not None:  # a precomputed start: its x0 and z_src instead of frames
+            targets = self.targets.clip(info.clip_id)
+            k = int(rng.integers(len(targets["starts"])))
+            start = ref = int(targets["starts"][k])
+            item = {name: torch.from_numpy(targets[name][k].astype(np.float32)) for name in ("x0", "z_src")}
+        else:
+            start = int(rng.integers(0, info.num_frames - self.num_frames + 1))
+            ref = start if self.mode == "first" else int(rng.integers(0, info.num_frames))
+            frames = frames_to_tensor(reader.frames([ref, *range(start, start + self.num_frames)]))
+            item = {"video": rearrange(frames[1:], "t c h w -> c t h w"), "reference": frames[0]}
+        item["ref_index"] = torch.tensor(ref)
         signals = reader.signals
-        item = {
-            "video": rearrange(frames[1:], "t c h w -> c t h w"),
-            "reference": frames[0],
-            "ref_index": torch.tensor(ref),
-        }
         if self.min_frames is not None:
             item["length"] = torch.tensor(int(rng.integers(self.min_frames, self.num_frames + 1)))
         if self.train:  # the seed of the model's draws for this sample (`sampling.SampleDraws`)

@@ -12,7 +12,9 @@ import torch
 from einops import rearrange
 
 from dawn_lightning.callbacks.ema import RAW_WEIGHTS_KEY, checkpoint_weights
+from dawn_lightning.data.motion_targets import META
 from dawn_lightning.data.sampling import SampleDraws
+from dawn_lightning.data.store import read_json
 from dawn_lightning.data.video_io import write_mp4
 from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
 from dawn_lightning.models.a2v.blocks import ConditionedResBlock, PreNormResidual
@@ -38,6 +40,20 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+@torch.no_grad()
+def motion_targets(
+    motion: MotionAutoencoder, video: torch.Tensor, reference: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 3's targets by the (frozen) stage-1 ``motion``: video (B, 3, F, S, S), reference (B, 3, S, S) in
+    [0, 1] -> x0 (B, 3, F, S/4, S/4) of every frame against the reference, and z_src (B, C_z, S/4, S/4)."""
+    b, _, f = video.shape[:3]
+    frames = rearrange(video, "b c f h w -> (b f) c h w")
+    regions = {k: v.repeat_interleave(f, 0) for k, v in motion.regions(reference).items()}
+    sources = reference.repeat_interleave(f, 0)
+    flow = motion.motion(sources, frames, source_regions=regions)
+    return motion_to_x0(flow["grid"], flow["occlusion"], b), motion.encode(reference).z
+
+
 class AudioToMotionModule(L.LightningModule):
     """Learns p(motion x0 | reference frame, audio, pose delta, blink delta) by denoising.
 
@@ -46,9 +62,10 @@ class AudioToMotionModule(L.LightningModule):
     whatever Lightning does, and left out of checkpoints, which record its path and SHA-256 instead.
 
     Loss = MSE(output, target) (eps-MSE for eps prediction)
-         + flow_weight * MSE(x0_pred clamped to the batch's range of x0, x0)
+         + flow_weight * MSE(x0_pred clamped to the sample's range of x0, x0)
          + lip_weight * the first term restricted to each frame's mouth box at latent resolution,
-    all on the diffusion's variable (the normalised residual motion by default, see `MotionDiffusion`).
+    each a mean over the samples, all on the diffusion's variable (the normalised residual motion by default,
+    see `MotionDiffusion`).
     The clamp bounds the x0 term at large t, where x0_pred = (x_t - sigma eps) / alpha multiplies the noise
     error by 1 / alpha (3e4 at t = 999 of the cosine schedule). Conditions are dropped per frame with
     probability ``cond_drop_prob`` (classifier-free guidance). Steps whose gradients are not finite are
@@ -114,7 +131,17 @@ class AudioToMotionModule(L.LightningModule):
 
     # -- data -------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        store = getattr(getattr(self.trainer, "datamodule", None), "store", None)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        motion_dir = getattr(datamodule, "motion_dir", None)
+        if motion_dir is not None:
+            made_by = read_json(Path(motion_dir) / META)
+            if made_by["motion_ckpt_sha256"] != self.motion_ckpt_sha256:
+                raise ValueError(
+                    f"{motion_dir}: motion targets of stage 1 {made_by['motion_ckpt']} (sha256 "
+                    f"{made_by['motion_ckpt_sha256'][:12]}...), but this run's stage 1 is "
+                    f"{self.hparams.motion_ckpt} ({self.motion_ckpt_sha256[:12]}...)"
+                )
+        store = getattr(datamodule, "store", None)
         if store is not None:
             signals = [store.reader(c).signals for c in store.split("train")]
             stacked = {
@@ -168,16 +195,13 @@ class AudioToMotionModule(L.LightningModule):
                     torch.manual_seed(seed)
                     clip = self.jitter(rearrange(clip, "c f h w -> f c h w")).clamp(0, 1)
                 reference[i], video[i] = clip[0], rearrange(clip[1:], "f c h w -> c f h w")
-        b, _, f = video.shape[:3]
-        frames = rearrange(video, "b c f h w -> (b f) c h w")
-        regions = {k: v.repeat_interleave(f, 0) for k, v in self.motion.regions(reference).items()}
-        sources = reference.repeat_interleave(f, 0)
-        motion = self.motion.motion(sources, frames, source_regions=regions)
-        x0 = motion_to_x0(motion["grid"], motion["occlusion"], b)
-        return x0, self.motion.encode(reference).z
+        return motion_targets(self.motion, video, reference)
 
     def inputs(self, batch: dict, augment: SampleDraws | None = None) -> dict[str, torch.Tensor]:
-        x0, z_src = self.motion_x0(batch["video"], batch["reference"], augment)
+        if "x0" in batch:  # precomputed by this stage 1 (`data.motion_targets`, checked in `setup`)
+            x0, z_src = batch["x0"], batch["z_src"]
+        else:
+            x0, z_src = self.motion_x0(batch["video"], batch["reference"], augment)
         x0 = self.net.normalise_motion(x0)
         cond = self.net.conditions(
             batch["audio"], batch["pose"], batch["blink"], batch["ref_pose"], batch["ref_blink"]
@@ -222,7 +246,7 @@ class AudioToMotionModule(L.LightningModule):
         return losses
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        size = len(batch["video"])
+        size = len(batch["audio"])
         seeds = batch.get("seed")
         draws = SampleDraws.fresh(size, self.device) if seeds is None else SampleDraws(seeds, self.device)
         losses = self.losses(self.inputs(batch, augment=draws), self.hparams.cond_drop_prob, draws)
