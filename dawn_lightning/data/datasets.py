@@ -129,14 +129,15 @@ class SignalWindowDataset(StoreDataset):
         return super().__len__() if self.train else len(self.windows)
 
     def __getitem__(self, key: int | Key) -> dict:
+        item = {}
         if self.train:
-            info = self.clip(key)
-            start = int(self.rng(key).integers(0, max(1, info.num_frames - self.window + 1)))
+            info, rng = self.clip(key), self.rng(key)
+            start = int(rng.integers(0, max(1, info.num_frames - self.window + 1)))
+            item["seed"] = torch.tensor(int(rng.integers(2**62)))  # of the model's draws (`SampleDraws`)
         else:
             info, start = self.windows[split_key(key)[1]]
         signals = self.reader(info).signals
         length = min(self.window, info.num_frames - start)
-        item = {}
         for name, key in (("audio", "audio_features"), ("pose", "pose"), ("blink", "blink")):
             values = torch.zeros(self.window, signals[key].shape[1])
             values[:length] = torch.from_numpy(signals[key][start : start + length])

@@ -13,6 +13,7 @@ from torch import nn
 
 from dawn_lightning import FPS
 from dawn_lightning.callbacks.ema import checkpoint_weights
+from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.metrics.motion_stats import (
     beat_align_score,
     blink_rate,
@@ -157,7 +158,9 @@ class PoseBlinkModule(L.LightningModule):
     def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         x, mask = self.states(batch), batch["mask"]
         weights = self.channel_weights
-        terms = self.net.losses(x, batch["audio"], mask, weights, weights / self.velocity_std**2)
+        seeds = batch.get("seed")  # each training sample's: its noise and dropout (`sampling.SampleDraws`)
+        draws = None if seeds is None else SampleDraws(seeds, x.device)
+        terms = self.net.losses(x, batch["audio"], mask, weights, weights / self.velocity_std**2, draws)
         delta = terms.pop("delta")
         weights = DEFAULT_LOSS_WEIGHTS | (self.hparams.loss_weights or {}) | {"kl": self.kl_scale()}
         loss = sum(weights.get(name, 1.0) * value for name, value in terms.items())

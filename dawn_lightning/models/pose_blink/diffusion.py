@@ -26,6 +26,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.diffusion import DDIMSampler, NoiseSchedule, predict, target, training_terms
 from dawn_lightning.diffusion.parametrization import eps_from_x0
 from dawn_lightning.models.common.relative_position import RelativePositionBias
@@ -128,8 +129,10 @@ class PoseDiffusion(nn.Module):
         audio: torch.Tensor,
         init_state: torch.Tensor,
         mask: torch.Tensor,
+        draws: SampleDraws | None = None,
     ) -> torch.Tensor:
-        """The network's output (B, N, K) for noisy deltas x_t at steps t (B,)."""
+        """The network's output (B, N, K) for noisy deltas x_t at steps t (B,); in training, the audio dropout
+        masks come from ``draws`` when given."""
         length = x_t.shape[1]
         shown = x_t
         if self.anchor:  # frame 0 is known: its delta is 0 at every noise level (inpainting)
@@ -138,7 +141,7 @@ class PoseDiffusion(nn.Module):
         if self.start_frames > 0:
             tokens = tokens + self.start(torch.arange(length, device=x_t.device).clamp_max(self.start_frames))
         if self.audio_context is None:
-            tokens = tokens + self.audio_dropout(self.audio(audio))
+            tokens = tokens + self.drop_audio(self.audio(audio), draws)
         tokens = tokens + self.time(timestep_embedding(t, tokens.shape[-1]))[:, None]
         scores = attention_bias(self.bias, length, self.window, mask, x_t.device)
         for block in self.layers:
@@ -147,7 +150,7 @@ class PoseDiffusion(nn.Module):
             output = self.output(self.norm(tokens))
         else:
             local = self.audio_local(rearrange(audio * mask[..., None], "b n d -> b d n"))
-            local = self.audio_dropout(rearrange(local, "b c n -> b n c"))
+            local = self.drop_audio(rearrange(local, "b c n -> b n c"), draws)
             output = self.output(self.head(self.norm(tokens) + local))
         if not self.anchor:
             return output
@@ -156,6 +159,14 @@ class PoseDiffusion(nn.Module):
         x0 = x0 - x0[:, :1]
         return target(self.prediction, x0, eps_from_x0(x_t, x0, alpha, sigma), alpha, sigma)
 
+    def drop_audio(self, features: torch.Tensor, draws: SampleDraws | None) -> torch.Tensor:
+        """``audio_dropout`` of audio features (B, N, C) in training, each sample's mask from ``draws``."""
+        p = self.audio_dropout.p
+        if not self.training or p == 0 or draws is None:
+            return self.audio_dropout(features)
+        keep = draws.rand(*features.shape[1:]).to(features.device) >= p
+        return features * keep / (1 - p)
+
     def losses(
         self,
         x: torch.Tensor,
@@ -163,6 +174,7 @@ class PoseDiffusion(nn.Module):
         mask: torch.Tensor,
         channel_weights: torch.Tensor | None = None,
         velocity_weights: torch.Tensor | None = None,
+        draws: SampleDraws | None = None,
     ) -> dict[str, torch.Tensor]:
         """Masked MSE of the network's output against its target at a random step, and of the frame-to-frame
         differences of its implied clean prediction (``velocity``, weighted by the step's signal fraction
@@ -170,8 +182,18 @@ class PoseDiffusion(nn.Module):
         ``channel_weights`` and ``velocity_weights`` (K,) weight the channels of the two terms."""
         init = x[:, 0]
         delta = (x - x[:, :1]) * mask[..., None]
+        draws = SampleDraws.fresh(len(x), x.device) if draws is None else draws
+        t, noise = (
+            draws.randint(self.schedule.num_timesteps),
+            draws.randn(*delta.shape[1:], dtype=delta.dtype),
+        )
         terms = training_terms(
-            lambda x_t, t: self.denoiser(x_t, t, audio, init, mask), self.schedule, delta, self.prediction
+            lambda x_t, t: self.denoiser(x_t, t, audio, init, mask, draws),
+            self.schedule,
+            delta,
+            self.prediction,
+            noise=noise,
+            t=t,
         )
         error = masked_mse(terms["output"], terms["target"], mask, channel_weights)
         x0, pairs = terms["x0_pred"] * mask[..., None], mask[:, 1:] & mask[:, :-1]

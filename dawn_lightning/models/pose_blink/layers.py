@@ -133,10 +133,12 @@ def masked_mse(
     mask: torch.Tensor,
     channel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean squared error over the real frames of (B, N, K) sequences, ``mask`` (B, N); each channel's error
-    times ``channel_weights`` (K,) when given."""
+    """Mean squared error over the real frames of (B, N, K) sequences, ``mask`` (B, N), per sample, then
+    averaged over the samples (so a batch split across ranks averages to the whole batch's); each channel's
+    error times ``channel_weights`` (K,) when given."""
     valid = mask[..., None].to(prediction.dtype)
     error = (prediction - target) ** 2 * valid
     if channel_weights is not None:
         error = error * channel_weights
-    return error.sum() / (valid.sum() * prediction.shape[-1])
+    per_sample = error.sum((1, 2)) / (valid.sum((1, 2)) * prediction.shape[-1]).clamp_min(1.0)
+    return per_sample.mean()

@@ -14,6 +14,7 @@ import torch
 from einops import repeat
 from torch import nn
 
+from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.models.common.relative_position import RelativePositionBias
 from dawn_lightning.models.common.rotary import RotaryEmbedding
 from dawn_lightning.models.pose_blink.layers import (
@@ -237,19 +238,21 @@ class PBNet(nn.Module):
         mask: torch.Tensor,
         channel_weights: torch.Tensor | None = None,
         velocity_weights: torch.Tensor | None = None,
+        draws: SampleDraws | None = None,
     ) -> dict[str, torch.Tensor]:
         """Unweighted terms on real frames only: MSE of the deltas from frame 0, MSE of their frame-to-frame
         differences (``velocity``: the smoothness term the reference meant, here with a gradient) and the KL
-        divergence of q(z | x, audio) from N(0, I) per latent dimension; ``delta`` is the prediction
-        (B, N, K); ``channel_weights`` and ``velocity_weights`` (K,) weight the channels of the two MSE
-        terms."""
-        out, pairs = self(x, audio, mask), mask[:, 1:] & mask[:, :-1]
+        divergence of q(z | x, audio) from N(0, I) per latent dimension, each per sample, then averaged over
+        the samples; ``delta`` is the prediction (B, N, K); ``channel_weights`` and ``velocity_weights`` (K,)
+        weight the channels of the two MSE terms; ``draws``: each sample's posterior noise."""
+        noise = None if draws is None else draws.randn(x.shape[1], self.latent_dim).to(x.device)
+        out, pairs = self(x, audio, mask, noise), mask[:, 1:] & mask[:, :-1]
         reconstruction = masked_mse(out["delta"], x - x[:, :1], mask, channel_weights)
         speed = out["delta"][:, 1:] - out["delta"][:, :-1]
         velocity = masked_mse(speed, x[:, 1:] - x[:, :-1], pairs, velocity_weights)
-        valid = mask[..., None].float()
-        kl = -0.5 * ((1 + out["logvar"] - out["mu"] ** 2 - out["logvar"].exp()) * valid).sum()
-        kl = kl / (valid.sum() * out["mu"].shape[-1])
+        kl_terms = -0.5 * (1 + out["logvar"] - out["mu"] ** 2 - out["logvar"].exp())
+        valid = mask[..., None].to(kl_terms.dtype)  # per sample, then over the samples, as `masked_mse`
+        kl = ((kl_terms * valid).sum((1, 2)) / (valid.sum((1, 2)) * kl_terms.shape[-1]).clamp_min(1.0)).mean()
         return {"reconstruction": reconstruction, "velocity": velocity, "kl": kl, "delta": out["delta"]}
 
     @torch.no_grad()
