@@ -16,9 +16,13 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
 
 def compile_network(module: L.LightningModule, setting: bool | dict | None) -> None:
     """``torch.compile`` the stage's network ``module.net`` in place (its parameter names, and so the
-    checkpoints, stay as they are): ``setting`` true, or `torch.compile` options ({mode: max-autotune})."""
+    checkpoints, stay as they are): ``setting`` true, or `torch.compile` options ({mode: max-autotune}).
+
+    Shapes are static unless the options say ``dynamic``: once a second clip length (or the validation batch)
+    arrived, inductor's dynamic-shape tracing of stage 3's U-Net failed (torch 2.14, CPU: "cannot determine
+    truth value of Relational"); static shapes compile once per shape instead."""
     if setting:
-        module.net.compile(**({} if setting is True else dict(setting)))
+        module.net.compile(**({"dynamic": False} | ({} if setting is True else dict(setting))))
 
 
 def checkpoint_activations(net: nn.Module, block_types: tuple[type[nn.Module], ...]) -> int:
