@@ -57,3 +57,23 @@ def test_syncnet_trainer_separates_synced_from_shifted_windows(synthetic, tmp_pa
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match=r"other\.ckpt is not a `make train-syncnet` checkpoint"):
         load_compact_syncnet(tmp_path / "other.ckpt")
+
+
+def test_training_lips_are_degraded_by_each_samples_own_draw(synthetic):
+    settings = {"blur": [0.5, 1.5], "blur_prob": 1.0, "rescale_prob": 1.0, "noise": 0.04}
+    plain = SyncPairDataModule(str(synthetic.root), crop_size=24, samples_per_clip=4, check_store=False)
+    degraded = SyncPairDataModule(
+        str(synthetic.root), crop_size=24, samples_per_clip=4, check_store=False, degrade=settings
+    )
+    for dm in (plain, degraded):
+        dm.setup("fit")
+    key = (2, 5)
+    clean, damaged = plain.datasets["train"][key], degraded.datasets["train"][key]
+    assert torch.equal(clean["synced"], damaged["synced"]) and clean["shift"] == damaged["shift"]
+    assert damaged["lips"].shape == clean["lips"].shape and damaged["lips"].abs().max() <= 1
+    change = (damaged["lips"] - clean["lips"]).abs().mean()
+    assert 0.01 < change < 0.3  # damaged, still the same mouth
+    torch.testing.assert_close(degraded.datasets["train"][key]["lips"], damaged["lips"], rtol=0, atol=0)
+    # blur lowers the frame-to-frame detail; validation windows stay clean
+    assert damaged["lips"].diff(dim=-1).abs().mean() < clean["lips"].diff(dim=-1).abs().mean()
+    torch.testing.assert_close(degraded.datasets["val"][0]["lips"], plain.datasets["val"][0]["lips"])

@@ -9,10 +9,12 @@ window at frame v, the MFCC window at v (in sync) and the MFCC window at v + s, 
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from dawn_lightning import SAMPLES_PER_FRAME
@@ -37,6 +39,41 @@ def mouth_region(store: ClipStore, split: str = "train", margin: float = 0.3) ->
     ]
 
 
+class RenderingDegradation:
+    """Training-time damage to the lip windows, so that SyncNet judges the mouth's movement rather than the
+    texture of real frames: generated videos are re-rendered (blurred, resampled) versions of a face. Each
+    draw comes from the sample's generator: a Gaussian blur (probability ``blur_prob``, sigma uniform in
+    ``blur`` crop pixels), a down-and-up rescale by 2 (``rescale_prob``) and Gaussian noise of std up to
+    ``noise`` (in the lips' [-1, 1] units)."""
+
+    def __init__(
+        self,
+        blur: tuple[float, float] = (0.3, 1.5),
+        blur_prob: float = 0.5,
+        rescale_prob: float = 0.5,
+        noise: float = 0.04,
+    ):
+        self.blur, self.blur_prob, self.rescale_prob, self.noise = tuple(blur), blur_prob, rescale_prob, noise
+
+    def __call__(self, lips: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """lips (3, T, s, s) in [-1, 1] -> the same, damaged."""
+        from torchvision.transforms.v2.functional import gaussian_blur
+
+        frames = lips.permute(1, 0, 2, 3)  # (T, 3, s, s)
+        if rng.random() < self.blur_prob:
+            sigma = float(rng.uniform(*self.blur))
+            frames = gaussian_blur(frames, kernel_size=2 * math.ceil(2 * sigma) + 1, sigma=sigma)
+        if rng.random() < self.rescale_prob:
+            size = frames.shape[-1]
+            small = F.interpolate(frames, scale_factor=0.5, mode="bilinear", antialias=True)
+            frames = F.interpolate(small, size=(size, size), mode="bilinear")
+        if self.noise:
+            std = float(rng.uniform(0, self.noise))
+            noise = np.random.default_rng(rng.integers(2**63)).standard_normal(frames.shape, dtype=np.float32)
+            frames = frames + std * torch.from_numpy(noise)
+        return frames.clamp(-1, 1).permute(1, 0, 2, 3).contiguous()
+
+
 class SyncPairDataset(Dataset):
     """Items {"lips" (3, 5, s, s), "synced" (1, 13, 20), "shifted" (1, 13, 20), "shift" ()}."""
 
@@ -51,8 +88,10 @@ class SyncPairDataset(Dataset):
         samples_per_clip: int = 16,
         min_shift: int = 3,
         max_shift: int = 15,
+        degrade: RenderingDegradation | None = None,
     ):
         self.train, self.seed, self.samples_per_clip = train, seed, samples_per_clip
+        self.degrade = degrade if train else None
         self.min_shift, self.max_shift = min_shift, max_shift
         self.clips = []
         for info in store.split(split):
@@ -78,6 +117,8 @@ class SyncPairDataset(Dataset):
         shifts = [s for s in range(-self.max_shift, self.max_shift + 1) if abs(s) >= self.min_shift]
         shift = int(rng.choice([s for s in shifts if 0 <= start + s < windows]))
         lips = crops[start : start + WINDOW_FRAMES].float().permute(1, 0, 2, 3)
+        if self.degrade is not None:
+            lips = self.degrade(lips, rng)
 
         def window(frame: int) -> torch.Tensor:
             return coefficients[:, frame * MFCC_PER_FRAME : frame * MFCC_PER_FRAME + MFCC_WINDOW][None]
@@ -95,9 +136,11 @@ class SyncPairDataModule(StoreDataModule):
         margin: float = 0.3,
         min_shift: int = 3,
         max_shift: int = 15,
+        degrade: dict | None = None,
         **kwargs,
     ):
         super().__init__(store_dir, **kwargs)
+        self.degrade = None if degrade is None else RenderingDegradation(**degrade)
         self.crop_size, self.margin, self.min_shift, self.max_shift = crop_size, margin, min_shift, max_shift
 
     @cached_property
@@ -122,4 +165,5 @@ class SyncPairDataModule(StoreDataModule):
             self.samples_per_clip,
             self.min_shift,
             self.max_shift,
+            self.degrade,
         )
