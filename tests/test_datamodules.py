@@ -12,7 +12,7 @@ def test_frame_pairs(tiny_store):
     dm = FramePairDataModule(str(tiny_store), batch_size=4, samples_per_clip=4, augment=PairAugment())
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"source", "driving", "driving_mouth_box"}
+    assert set(batch) == {"source", "driving", "driving_mouth_box", "seed"}  # seed: of the model's draws
     for key in ("source", "driving"):
         assert batch[key].shape == (4, 3, 32, 32) and batch[key].dtype == torch.float32
         assert 0 <= batch[key].min() and batch[key].max() <= 1

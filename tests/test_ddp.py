@@ -155,11 +155,11 @@ def test_stage3_ddp_keeps_ranks_identical(synthetic, tmp_path):
     assert_same_weights(first, second)
 
 
-def first_steps(command: list[str], tmp_path: Path) -> tuple[list[dict], dict]:
+def first_steps(command: list[str], tmp_path: Path, ddp: list[str] = DDP) -> tuple[list[dict], dict]:
     """The first step's loss and gradients of each of 2 ranks with batch 2, and of 1 process with batch 4."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     results = {}
-    for name, extra in (("ddp", [*DDP, "datamodule.batch_size=2"]), ("one", ["datamodule.batch_size=4"])):
+    for name, extra in (("ddp", [*ddp, "datamodule.batch_size=2"]), ("one", ["datamodule.batch_size=4"])):
         folder = tmp_path / name
         folder.mkdir()
         probe = ["+callbacks.probe._target_=tests.test_ddp.FirstStep", f"+callbacks.probe.folder={folder}"]
@@ -169,7 +169,7 @@ def first_steps(command: list[str], tmp_path: Path) -> tuple[list[dict], dict]:
     return results["ddp"], results["one"][0]
 
 
-def assert_same_step(ranks: list[dict], one: dict) -> None:
+def assert_same_step(ranks: list[dict], one: dict, gradient_tolerance: float = 1e-4) -> None:
     assert len(ranks) == 2 and ranks[0]["loss"] != ranks[1]["loss"]  # each rank has its own half
     assert abs((ranks[0]["loss"] + ranks[1]["loss"]) / 2 - one["loss"]) < 1e-5 * abs(one["loss"])
     assert one["grads"].keys() == ranks[0]["grads"].keys()
@@ -181,7 +181,7 @@ def assert_same_step(ranks: list[dict], one: dict) -> None:
         for name, grad in one["grads"].items()
         for rank in ranks
     )
-    assert worst < 1e-4, worst  # measured: 2e-5 (summation order)
+    assert worst < gradient_tolerance, worst  # stages 2 and 3: 2e-5 (summation order)
 
 
 @pytest.mark.slow
@@ -205,3 +205,17 @@ def test_stage2_two_ranks_match_one_process_with_twice_the_batch(synthetic, tmp_
     settings = {"trainer.max_steps": "1", "datamodule.num_workers": "0", "logger": "csv"}
     command = [c for c in stage2_command(synthetic.root, **settings) if "batch_size" not in c]
     assert_same_step(*first_steps(command, tmp_path))
+
+
+@pytest.mark.slow
+def test_stage1_two_ranks_match_one_process_with_twice_the_batch(synthetic, tmp_path):
+    """Stage 1 on `trainer=ddp_cpu`: its BatchNorm all-reduced across the ranks (PyTorch's SyncBatchNorm is
+    CUDA-only), per-sample augmentation and equivariance warps, per-sample mouth term."""
+    command = [str(DAWN_TRAIN), "experiment=stage1", f"data.store_dir={synthetic.root}", QUICK[1]]
+    command += [*QUICK[3:], "trainer.max_steps=1"]
+    # Its gradients are far more sensitive to summation order than stages 2 and 3: the region predictor's
+    # closed-form eigendecomposition of near-isotropic covariances (random init) amplifies float differences.
+    # Reordering the batch in one process already moves them by up to 7e-3; 2 ranks agree with one process to
+    # 2e-2. Without the synchronised BatchNorm, the mean rank loss is 5 % off (the loss check catches that).
+    ranks, one = first_steps(command, tmp_path, ddp=["trainer=ddp_cpu", "trainer.devices=2"])
+    assert_same_step(ranks, one, gradient_tolerance=5e-2)

@@ -102,7 +102,10 @@ class FramePairDataset(StoreDataset):
         boxes = torch.from_numpy(reader.signals["mouth_box"][[source, driving]]).float()
         if self.augment is not None:
             pair, boxes = self.augment(pair, boxes, rng)
-        return {"source": pair[0], "driving": pair[1], "driving_mouth_box": boxes[1]}
+        item = {"source": pair[0], "driving": pair[1], "driving_mouth_box": boxes[1]}
+        if self.train:  # the seed of the model's draws for this sample (`SampleDraws`)
+            item["seed"] = torch.tensor(int(rng.integers(2**62)))
+        return item
 
 
 class SignalWindowDataset(StoreDataset):

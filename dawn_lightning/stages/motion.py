@@ -11,6 +11,7 @@ import torch
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.metrics.lpips import LPIPS
 from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss
@@ -77,13 +78,17 @@ class MotionAutoencoderModule(L.LightningModule):
         self._logged_batch: dict | None = None
 
     def losses(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict]:
+        """The loss terms, each a mean over the samples; random warps from each sample's ``seed`` if the
+        batch has them (training), so a batch split across ranks computes what it does whole."""
         source, driving = batch["source"], batch["driving"]
         out = self.net(source, driving)
         losses = dict(self.perceptual(out["prediction"], driving))
         h = self.hparams
         if h.equivariance_shift or h.equivariance_affine:
+            seeds = batch.get("seed")
+            draws = None if seeds is None else SampleDraws(seeds)
             transform = RandomTPS(
-                len(driving), h.sigma_affine, h.sigma_tps, h.points_tps, device=driving.device
+                len(driving), h.sigma_affine, h.sigma_tps, h.points_tps, device=driving.device, draws=draws
             )
             transformed = self.net.regions(transform.transform_frame(driving))
             equivariance = equivariance_losses(transformed, out["driving_regions"], transform)
@@ -91,8 +96,9 @@ class MotionAutoencoderModule(L.LightningModule):
             losses["equivariance_affine"] = h.equivariance_affine * equivariance["equivariance_affine"]
         if h.mouth_weight:
             mask = box_mask(batch["driving_mouth_box"], driving.shape[-1], h.mouth_margin)
-            error = (out["prediction"] - driving).abs() * mask
-            losses["mouth_l1"] = h.mouth_weight * error.sum() / (mask.sum() * driving.shape[1]).clamp_min(1)
+            error = ((out["prediction"] - driving).abs() * mask).sum((1, 2, 3))
+            inside = (mask.sum((1, 2, 3)) * driving.shape[1]).clamp_min(1)
+            losses["mouth_l1"] = h.mouth_weight * (error / inside).mean()  # each sample's, averaged
         if h.mouth_region_weight:
             guidance = box_region_loss(out["driving_regions"], batch["driving_mouth_box"])
             losses["mouth_region"] = h.mouth_region_weight * guidance

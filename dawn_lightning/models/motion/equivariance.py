@@ -32,10 +32,17 @@ class RandomTPS:
         points_tps: int = 5,
         generator: torch.Generator | None = None,
         device=None,
+        draws=None,
     ):
+        """``draws`` (`data.sampling.SampleDraws`): each element's warp drawn from its sample's generator;
+        otherwise all from ``generator`` (or torch's RNG)."""
         sample_device = generator.device if generator is not None else device
-        noise = torch.randn(batch_size, 2, 3, generator=generator, device=sample_device)
-        tps = torch.randn(batch_size, points_tps**2, generator=generator, device=sample_device)
+        if draws is not None:
+            noise, tps = draws.randn(2, 3).to(device), draws.randn(points_tps**2).to(device)
+            sample_device = device
+        else:
+            noise = torch.randn(batch_size, 2, 3, generator=generator, device=sample_device)
+            tps = torch.randn(batch_size, points_tps**2, generator=generator, device=sample_device)
         self.batch_size = batch_size
         self.theta = (sigma_affine * noise + torch.eye(2, 3, device=sample_device)).to(device)  # (B, 2, 3)
         self.control_params = (sigma_tps * tps).to(device)  # (B, P)
