@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from dawn_lightning import SAMPLES_PER_FRAME
 from dawn_lightning.data.datamodules import StoreDataModule
@@ -57,8 +58,6 @@ class RenderingDegradation:
 
     def __call__(self, lips: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """lips (3, T, s, s) in [-1, 1] -> the same, damaged."""
-        from torchvision.transforms.v2.functional import gaussian_blur
-
         frames = lips.permute(1, 0, 2, 3)  # (T, 3, s, s)
         if rng.random() < self.blur_prob:
             sigma = float(rng.uniform(*self.blur))

@@ -57,10 +57,12 @@ def _swap(module: nn.Module, convert) -> nn.Module:
 
 def _copy_batchnorm(source: nn.modules.batchnorm._BatchNorm, cls: type) -> nn.Module:
     target = cls(source.num_features, source.eps, source.momentum, source.affine, source.track_running_stats)
-    target.load_state_dict(source.state_dict())
+    state = source.state_dict()
+    target.load_state_dict(state)
     target.train(source.training)
-    target.requires_grad_(any(p.requires_grad for p in source.parameters()) if source.affine else False)
-    return target.to(next(iter(source.state_dict().values())).device) if source.state_dict() else target
+    if source.affine:
+        target.requires_grad_(source.weight.requires_grad)  # a frozen model's stay frozen
+    return target.to(next(iter(state.values())).device) if state else target
 
 
 class AllReduceBatchNormSync(LayerSync):
