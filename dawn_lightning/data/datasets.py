@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from dawn_lightning import SAMPLES_PER_FRAME
 from dawn_lightning.data.audio_features import fit_length
 from dawn_lightning.data.motion_targets import MotionTargets
-from dawn_lightning.data.sampling import Key, sample_rng, split_key
+from dawn_lightning.data.sampling import Key, draw_seed, sample_rng, split_key
 from dawn_lightning.data.store import ClipInfo, ClipReader, ClipStore, StoreError
 from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
 
@@ -103,8 +103,8 @@ class FramePairDataset(StoreDataset):
         if self.augment is not None:
             pair, boxes = self.augment(pair, boxes, rng)
         item = {"source": pair[0], "driving": pair[1], "driving_mouth_box": boxes[1]}
-        if self.train:  # the seed of the model's draws for this sample (`SampleDraws`)
-            item["seed"] = torch.tensor(int(rng.integers(2**62)))
+        if self.train:
+            item["seed"] = draw_seed(rng)
         return item
 
 
@@ -136,7 +136,7 @@ class SignalWindowDataset(StoreDataset):
         if self.train:
             info, rng = self.clip(key), self.rng(key)
             start = int(rng.integers(0, max(1, info.num_frames - self.window + 1)))
-            item["seed"] = torch.tensor(int(rng.integers(2**62)))  # of the model's draws (`SampleDraws`)
+            item["seed"] = draw_seed(rng)
         else:
             info, start = self.windows[split_key(key)[1]]
         signals = self.reader(info).signals
@@ -211,8 +211,8 @@ class VideoClipDataset(StoreDataset):
         signals = reader.signals
         if self.min_frames is not None:
             item["length"] = torch.tensor(int(rng.integers(self.min_frames, self.num_frames + 1)))
-        if self.train:  # the seed of the model's draws for this sample (`sampling.SampleDraws`)
-            item["seed"] = torch.tensor(int(rng.integers(2**62)))
+        if self.train:
+            item["seed"] = draw_seed(rng)
         for name in SIGNALS:
             item["audio" if name == "audio_features" else name] = torch.from_numpy(
                 signals[name][start : start + self.num_frames].copy()
@@ -220,6 +220,6 @@ class VideoClipDataset(StoreDataset):
         for name in ("pose", "blink", "face_box"):
             item[f"ref_{name}"] = torch.from_numpy(signals[name][ref].copy())
         if not self.train:  # evaluation: the clip's 16 kHz speech (F * 640,), the sound of sample videos
-            speech = reader.audio()[start * SAMPLES_PER_FRAME :]
+            speech = reader.audio(start * SAMPLES_PER_FRAME, (start + self.num_frames) * SAMPLES_PER_FRAME)
             item["speech"] = torch.from_numpy(fit_length(speech, self.num_frames).copy())
         return item

@@ -11,6 +11,9 @@ diffusion steps, condition dropout), from a seed each sample brings.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from torch.utils.data import Sampler
@@ -28,6 +31,20 @@ def sample_rng(seed: int, key: int | Key, train: bool) -> np.random.Generator:
     the same every epoch."""
     epoch, index = split_key(key)
     return np.random.default_rng([seed, epoch, index] if train else [seed, index])
+
+
+def draw_seed(rng: np.random.Generator) -> torch.Tensor:
+    """A training item's ``seed`` for the model's draws (`SampleDraws`), from the sample's generator."""
+    return torch.tensor(int(rng.integers(2**62)))
+
+
+@contextmanager
+def torch_rng_seeded(seed: int) -> Iterator[None]:
+    """Torch's global RNG seeded with ``seed`` inside the block and as it was after it: for library code that
+    draws from it (torchvision's colour jitter)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class EpochSampler(Sampler[Key]):
@@ -81,6 +98,12 @@ class SampleDraws:
     def fresh(cls, batch_size: int, device: torch.device | str = "cpu") -> SampleDraws:
         """Draws for a batch without seeds, seeded from torch's global RNG."""
         return cls(torch.randint(0, 2**62, (batch_size,)), device)
+
+    @classmethod
+    def for_batch(cls, batch: dict, batch_size: int, device: torch.device | str = "cpu") -> SampleDraws:
+        """The draws of a batch: from its samples' ``seed`` (training items), else `fresh`."""
+        seeds = batch.get("seed")
+        return cls.fresh(batch_size, device) if seeds is None else cls(seeds, device)
 
     def _stack(self, draw) -> torch.Tensor:
         return torch.stack([draw(g) for g in self.generators])

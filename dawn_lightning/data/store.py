@@ -259,11 +259,11 @@ class ClipReader:
                 raise StoreError(f"{path}: unreadable ({error})") from None
         return self._signals
 
-    def audio(self) -> np.ndarray:
-        """The clip's 16 kHz mono waveform (T * 640,) float32."""
+    def audio(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The clip's 16 kHz mono waveform (T * 640,) float32, or its samples [start, stop) (read alone)."""
         import soundfile
 
-        audio, rate = soundfile.read(str(self.dir / "audio.wav"), dtype="float32")
+        audio, rate = soundfile.read(str(self.dir / "audio.wav"), dtype="float32", start=start, stop=stop)
         if rate != SAMPLE_RATE:
             raise StoreError(f"{self.dir / 'audio.wav'}: sample rate {rate}, the store needs {SAMPLE_RATE}")
         return audio

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from dawn_lightning.data.sampling import torch_rng_seeded
+
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]."""
@@ -45,9 +47,7 @@ class PairAugment:
         if rng.random() < self.time_flip:
             pair, boxes = pair.flip(0), boxes.flip(0)
         if self.jitter is not None:
-            # torchvision draws the jitter from torch's RNG: seed it from the sample's; the global state stays
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(rng.integers(2**63)))
+            with torch_rng_seeded(int(rng.integers(2**63))):
                 pair = self.jitter(pair).clamp_(0, 1)
         return pair, boxes
 

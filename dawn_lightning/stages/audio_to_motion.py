@@ -13,7 +13,7 @@ from einops import rearrange
 
 from dawn_lightning.callbacks.ema import RAW_WEIGHTS_KEY, checkpoint_weights
 from dawn_lightning.data.motion_targets import META
-from dawn_lightning.data.sampling import SampleDraws
+from dawn_lightning.data.sampling import SampleDraws, torch_rng_seeded
 from dawn_lightning.data.store import read_json
 from dawn_lightning.data.video_io import write_mp4
 from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
@@ -191,8 +191,7 @@ class AudioToMotionModule(L.LightningModule):
             video, reference = video.clone(), reference.clone()
             for i, seed in enumerate(augment.randint(2**62).tolist()):
                 clip = torch.cat([reference[i, :, None], video[i]], dim=1)  # (3, 1 + F, S, S)
-                with torch.random.fork_rng(devices=[]):  # torchvision draws from torch's RNG
-                    torch.manual_seed(seed)
+                with torch_rng_seeded(seed):
                     clip = self.jitter(rearrange(clip, "c f h w -> f c h w")).clamp(0, 1)
                 reference[i], video[i] = clip[0], rearrange(clip[1:], "f c h w -> c f h w")
         return motion_targets(self.motion, video, reference)
@@ -237,7 +236,7 @@ class AudioToMotionModule(L.LightningModule):
         low, high = x0.amin(dims, keepdim=True), x0.amax(dims, keepdim=True)  # each sample's range
         losses = {
             "denoise": error.mean(),
-            "x0_mse": ((torch.minimum(torch.maximum(terms["x0_pred"].float(), low), high) - x0) ** 2).mean(),
+            "x0_mse": ((terms["x0_pred"].float().clamp(low, high) - x0) ** 2).mean(),
             # the mouth-masked error of each sample, averaged over the samples
             "lip": ((error * mouth).sum(dims) / mouth.sum(dims).clamp_min(1.0)).mean(),
         }
@@ -247,8 +246,7 @@ class AudioToMotionModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         size = len(batch["audio"])
-        seeds = batch.get("seed")
-        draws = SampleDraws.fresh(size, self.device) if seeds is None else SampleDraws(seeds, self.device)
+        draws = SampleDraws.for_batch(batch, size, self.device)
         losses = self.losses(self.inputs(batch, augment=draws), self.hparams.cond_drop_prob, draws)
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)

@@ -85,8 +85,7 @@ class MotionAutoencoderModule(L.LightningModule):
         losses = dict(self.perceptual(out["prediction"], driving))
         h = self.hparams
         if h.equivariance_shift or h.equivariance_affine:
-            seeds = batch.get("seed")
-            draws = None if seeds is None else SampleDraws(seeds)
+            draws = SampleDraws.for_batch(batch, len(driving))
             transform = RandomTPS(
                 len(driving), h.sigma_affine, h.sigma_tps, h.points_tps, device=driving.device, draws=draws
             )

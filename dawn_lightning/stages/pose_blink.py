@@ -158,8 +158,7 @@ class PoseBlinkModule(L.LightningModule):
     def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         x, mask = self.states(batch), batch["mask"]
         weights = self.channel_weights
-        seeds = batch.get("seed")  # each training sample's: its noise and dropout (`sampling.SampleDraws`)
-        draws = None if seeds is None else SampleDraws(seeds, x.device)
+        draws = SampleDraws.for_batch(batch, len(x), x.device)  # each sample's noise and dropout
         terms = self.net.losses(x, batch["audio"], mask, weights, weights / self.velocity_std**2, draws)
         delta = terms.pop("delta")
         weights = DEFAULT_LOSS_WEIGHTS | (self.hparams.loss_weights or {}) | {"kl": self.kl_scale()}

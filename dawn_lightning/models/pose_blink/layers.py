@@ -127,18 +127,21 @@ def attention_bias(
     return bias
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, N, K) ``values`` over the real frames, ``mask`` (B, N), per sample, then averaged over the
+    samples (so a batch split across ranks averages to the whole batch's)."""
+    valid = mask[..., None].to(values.dtype)
+    per_sample = (values * valid).sum((1, 2)) / (valid.sum((1, 2)) * values.shape[-1]).clamp_min(1.0)
+    return per_sample.mean()
+
+
 def masked_mse(
     prediction: torch.Tensor,
     target: torch.Tensor,
     mask: torch.Tensor,
     channel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean squared error over the real frames of (B, N, K) sequences, ``mask`` (B, N), per sample, then
-    averaged over the samples (so a batch split across ranks averages to the whole batch's); each channel's
-    error times ``channel_weights`` (K,) when given."""
-    valid = mask[..., None].to(prediction.dtype)
-    error = (prediction - target) ** 2 * valid
-    if channel_weights is not None:
-        error = error * channel_weights
-    per_sample = error.sum((1, 2)) / (valid.sum((1, 2)) * prediction.shape[-1]).clamp_min(1.0)
-    return per_sample.mean()
+    """`masked_mean` of the squared error of (B, N, K) sequences, each channel's error times
+    ``channel_weights`` (K,) when given."""
+    error = (prediction - target) ** 2
+    return masked_mean(error if channel_weights is None else error * channel_weights, mask)

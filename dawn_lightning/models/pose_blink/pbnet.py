@@ -22,6 +22,7 @@ from dawn_lightning.models.pose_blink.layers import (
     GainLayerNorm,
     SelfAttention,
     attention_bias,
+    masked_mean,
     masked_mse,
 )
 
@@ -251,8 +252,7 @@ class PBNet(nn.Module):
         speed = out["delta"][:, 1:] - out["delta"][:, :-1]
         velocity = masked_mse(speed, x[:, 1:] - x[:, :-1], pairs, velocity_weights)
         kl_terms = -0.5 * (1 + out["logvar"] - out["mu"] ** 2 - out["logvar"].exp())
-        valid = mask[..., None].to(kl_terms.dtype)  # per sample, then over the samples, as `masked_mse`
-        kl = ((kl_terms * valid).sum((1, 2)) / (valid.sum((1, 2)) * kl_terms.shape[-1]).clamp_min(1.0)).mean()
+        kl = masked_mean(kl_terms, mask)
         return {"reconstruction": reconstruction, "velocity": velocity, "kl": kl, "delta": out["delta"]}
 
     @torch.no_grad()
