@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.config import CONF_DIR
 from dawn_lightning.diffusion.registry import make_sampler
 from dawn_lightning.models.a2v.motion_diffusion import BLINK_DIM, POSE_DIM, MotionDiffusion
@@ -190,7 +191,9 @@ def _measure(
 def measure_isolated(**kwargs: Any) -> dict[str, Any]:
     """`measure` in a fresh "spawn" process, so that its memory figures are its own."""
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=keep_freed_memory
+    ) as pool:
         return pool.submit(measure, **kwargs).result()
 
 

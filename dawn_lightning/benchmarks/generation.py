@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dawn_lightning import FPS, SAMPLE_RATE
+from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.benchmarks.a2v import _peak_mib, _reset_peak, _status_mib, skip_reason
 from dawn_lightning.config import CONF_DIR
 
@@ -303,7 +304,9 @@ def _measure(
 def measure_isolated(**kwargs: Any) -> dict[str, Any]:
     """`measure` in a fresh "spawn" process, so that its memory figures are its own."""
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=keep_freed_memory
+    ) as pool:
         return pool.submit(measure, **kwargs).result()
 
 

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import torch
 
+from dawn_lightning.allocator import keep_freed_memory
+
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     parser = argparse.ArgumentParser(prog="dawn-bench", description=__doc__)
     parser.add_argument("stage", choices=["stage1", "stage2", "stage3", "generate", "preprocess", "train"])
     parser.add_argument("--checkpoint", help="a checkpoint of that stage to score (stage 2 needs one)")

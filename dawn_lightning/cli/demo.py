@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dawn_lightning.allocator import keep_freed_memory
+
 log = logging.getLogger("dawn_lightning.demo")
 
 
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--redo", action="store_true", help="retrain every stage even if a checkpoint exists")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     out = args.out or args.experiments / "demo"
     out.mkdir(parents=True, exist_ok=True)

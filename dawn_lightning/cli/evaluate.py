@@ -11,11 +11,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.config import CONF_DIR
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    keep_freed_memory()
     from dawn_lightning.evaluation import evaluate, markdown
 
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.config import CONF_DIR
 
 log = logging.getLogger("dawn_lightning.generate")
@@ -54,6 +55,7 @@ def _progress():
 
 @hydra.main(config_path=str(CONF_DIR), config_name="generate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    keep_freed_memory()
     try:
         generate(cfg)
     except (FileNotFoundError, ValueError, ImportError) as error:  # bad inputs, settings or a missing extra

@@ -12,6 +12,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.config import CONF_DIR
 
 log = logging.getLogger("dawn_lightning.precompute_motion")
@@ -19,6 +20,7 @@ log = logging.getLogger("dawn_lightning.precompute_motion")
 
 @hydra.main(config_path=str(CONF_DIR), config_name="precompute_motion", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    keep_freed_memory()
     from dawn_lightning.data.motion_targets import precompute_motion_targets
 
     counts = precompute_motion_targets(

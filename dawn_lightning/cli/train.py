@@ -17,6 +17,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.callbacks.monitoring import log_config_text, print_config_tree
 from dawn_lightning.config import CONF_DIR
 from dawn_lightning.report import write_summary
@@ -108,5 +109,6 @@ def link_latest_run(run_dir: Path) -> None:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    keep_freed_memory()
     metric, _ = train(cfg)
     return metric
