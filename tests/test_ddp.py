@@ -181,7 +181,7 @@ def assert_same_step(ranks: list[dict], one: dict, gradient_tolerance: float = 1
         for name, grad in one["grads"].items()
         for rank in ranks
     )
-    assert worst < gradient_tolerance, worst  # measured (summation order): stage 2 5e-5, stage 3 2e-5
+    assert worst < gradient_tolerance, worst  # measured (summation order): stage 2 5e-5
 
 
 @pytest.mark.slow
@@ -196,7 +196,9 @@ def test_stage3_two_ranks_match_one_process_with_twice_the_batch(synthetic, tmp_
     command = [str(DAWN_TRAIN), "experiment=stage3a", f"data.store_dir={synthetic.root}", QUICK[1]]
     command += [*QUICK[3:], f"model.motion_ckpt={tmp_path / 'stage1.ckpt'}", f"model.net.unet={unet}"]
     command += ["model.num_val_videos=0", "trainer.max_steps=1", "model.cond_drop_prob=0.5"]
-    assert_same_step(*first_steps(command, tmp_path))
+    # the U-Net's channels-last convolutions and GroupNorms sum batches of 2 and 4 in other orders (measured
+    # 1.1e-4; 2e-5 with (B, C, F, H, W)-contiguous videos); the pooled mouth term missed the loss itself
+    assert_same_step(*first_steps(command, tmp_path), gradient_tolerance=3e-4)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from einops import rearrange
 from safetensors.torch import load_file
 from torch import nn
 
+from dawn_lightning.models.a2v.blocks import FrameConv3d, FrameConvTranspose3d
 from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder, NullOrTokenAttention, layer_norm_last
 from dawn_lightning.models.a2v.unet3d import UNet3D
 from dawn_lightning.released.mapping import load_checked, map_a2v
@@ -72,6 +73,27 @@ def test_static_channels_once_per_clip_equal_repeating_them():
         )
     with pytest.raises(ValueError, match="input channels"):
         net(x[:, :3], t, audio, pose, blink, static=static)
+
+
+def test_frame_convolutions_equal_conv3d_and_keep_channels_last_memory():
+    """The blocks pass videos in channels_last_3d memory, whose frames are channels-last views for conv2d."""
+    torch.manual_seed(0)
+    for frame_conv, dense in (
+        (FrameConv3d(6, 5, (1, 3, 3), padding=(0, 1, 1)), nn.Conv3d(6, 5, (1, 3, 3), padding=(0, 1, 1))),
+        (
+            FrameConvTranspose3d(6, 5, (1, 4, 4), (1, 2, 2), (0, 1, 1)),
+            nn.ConvTranspose3d(6, 5, (1, 4, 4), (1, 2, 2), (0, 1, 1)),
+        ),
+    ):
+        dense.load_state_dict(frame_conv.state_dict())
+        x = torch.randn(2, 6, 4, 9, 9)
+        for layout in (x, x.contiguous(memory_format=torch.channels_last_3d)):
+            out = frame_conv(layout)
+            assert out.is_contiguous(memory_format=torch.channels_last_3d)
+            torch.testing.assert_close(out, dense(x), atol=1e-5, rtol=1e-5)
+    net = UNet3D(**SMALL).eval()
+    with torch.no_grad():
+        assert net(*inputs(net, 1, 3, 8)).is_contiguous()  # the output leaves in the default layout
 
 
 def test_config_rebuilds_the_network():

@@ -159,4 +159,5 @@ class TemporalAttention(nn.Module):
         k = self.rotary_emb(self._heads(F.linear(tokens, weight_k)))
         out = banded_attention(q, k, self._heads(F.linear(tokens, weight_v)), self.window, pos_bias)
         out = self.to_out(rearrange(out, "n h f d -> n f (h d)"))
-        return rearrange(out, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+        out = rearrange(out, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+        return out.contiguous(memory_format=torch.channels_last_3d)  # the U-Net blocks' layout

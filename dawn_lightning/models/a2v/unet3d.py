@@ -244,7 +244,8 @@ class UNet3D(nn.Module):
             x = block2(block1(x, time_emb, conds), time_emb, conds)
             x = up(temporal_attn(spatial_attn(x), pos_bias=bias))
         x = torch.cat((x, stem), dim=1)
-        return torch.cat((self.final_conv(x), self.occlusion_map(x)), dim=1)
+        # the blocks work in channels_last_3d memory; the 3 output channels go back to the default layout
+        return torch.cat((self.final_conv(x), self.occlusion_map(x)), dim=1).contiguous()
 
     def forward_with_cond_scale(
         self,
