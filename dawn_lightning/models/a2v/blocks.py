@@ -65,7 +65,7 @@ def _video(frames: torch.Tensor, batch: int) -> torch.Tensor:
     return video.contiguous(memory_format=torch.channels_last_3d)
 
 
-def tokens_to_video(tokens: torch.Tensor, batch: int, height: int) -> torch.Tensor:
+def _tokens_to_video(tokens: torch.Tensor, batch: int, height: int) -> torch.Tensor:
     """(B * F, H * W, C) -> (B, C, F, H, W) in channels_last_3d memory (a view of contiguous tokens)."""
     video = rearrange(tokens, "(b f) (h w) c -> b c f h w", b=batch, h=height)
     return video.contiguous(memory_format=torch.channels_last_3d)
@@ -155,7 +155,7 @@ class SpatialLinearAttention(nn.Module):
         k = k.softmax(dim=-2)
         context = k.transpose(-1, -2) @ v  # (n, heads, d, e)
         out = rearrange(q @ context, "n h l e -> n l (h e)")
-        return tokens_to_video(F.linear(out, self.to_out.weight.flatten(1), self.to_out.bias), b, h)
+        return _tokens_to_video(F.linear(out, self.to_out.weight.flatten(1), self.to_out.bias), b, h)
 
 
 class SpatialAttention(nn.Module):
@@ -174,7 +174,7 @@ class SpatialAttention(nn.Module):
         tokens = rearrange(x, "b c f h w -> (b f) (h w) c")
         q, k, v = rearrange(self.to_qkv(tokens), "n l (three h d) -> three n h l d", three=3, h=self.heads)
         out = rearrange(F.scaled_dot_product_attention(q, k, v), "n h l d -> n l (h d)")
-        return tokens_to_video(self.to_out(out), b, h)
+        return _tokens_to_video(self.to_out(out), b, h)
 
 
 class ConvBlock(nn.Module):
@@ -250,7 +250,7 @@ class ConditionedResBlock(nn.Module):
         ):
             out = attn(normed, mlp(rearrange(cond, "b f d -> (b f) d")))
             total = out if total is None else total + out
-        return tokens_to_video(total, b, h)
+        return _tokens_to_video(total, b, h)
 
     def forward(
         self,
