@@ -67,8 +67,7 @@ def _video(frames: torch.Tensor, batch: int) -> torch.Tensor:
 
 def _tokens_to_video(tokens: torch.Tensor, batch: int, height: int) -> torch.Tensor:
     """(B * F, H * W, C) -> (B, C, F, H, W) in channels_last_3d memory (a view of contiguous tokens)."""
-    video = rearrange(tokens, "(b f) (h w) c -> b c f h w", b=batch, h=height)
-    return video.contiguous(memory_format=torch.channels_last_3d)
+    return _video(rearrange(tokens, "n (h w) c -> n c h w", h=height), batch)
 
 
 class FrameConv3d(nn.Conv3d):
