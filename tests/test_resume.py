@@ -125,7 +125,16 @@ def final_weights(root: Path) -> dict:
     )
 
 
-# last.ckpt at the end of every epoch that validates (the default), or every 3 of the epochs' 4 steps, so that
+def test_a_run_shorter_than_its_validation_period_ends_with_a_checkpoint(synthetic, tmp_path):
+    """1 epoch with validation every 2: no epoch validates, yet the run leaves last.ckpt and `latest`."""
+    command = stage2_command(synthetic.root, **{"trainer.max_epochs": "1"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DAWN_ROOT": str(tmp_path)}
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    assert final_weights(tmp_path)["global_step"] == 4
+    assert (tmp_path / "experiments" / "stage2" / "latest" / FINISHED).exists()
+
+
+# last.ckpt at the end of every epoch (the default), or every 3 of the epochs' 4 steps, so that
 # the kill comes after a checkpoint written in the middle of an epoch: the re-run must draw that epoch's rest
 MID_EPOCH = {
     "callbacks.last_checkpoint.every_n_epochs": "null",
