@@ -44,7 +44,8 @@ from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 BLINK_SEED_OFFSET = 1_000_003  # the blink model of a pose/blink pair draws its latents from seed + this
-STAGE_DIRS = {"motion": "stage1", "pose_blink": "stage2", "diffusion": "stage3b"}
+# each stage's experiments under experiments/; stage 3: curriculum B (from A), or A alone (as `make demo`)
+STAGE_DIRS = {"motion": ("stage1",), "pose_blink": ("stage2",), "diffusion": ("stage3b", "stage3a")}
 HUBERT_SETTING = "audio_features.hubert_path"  # in conf/generate.yaml and conf/preprocess.yaml
 Progress = Callable[[Iterable[int]], Iterable[int]]
 
@@ -206,9 +207,15 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def default_checkpoints(experiments_dir: str | os.PathLike = "experiments") -> dict[str, Path]:
-    """The newest checkpoint of each stage's default experiment: ``<experiments>/<task>/latest/...``."""
+    """The newest checkpoint of each stage's default experiment: ``<experiments>/<task>/latest/...``; for
+    stage 3 the more recently written of curriculum B's and A's (B's path, for the error, if none exists)."""
     root = Path(experiments_dir)
-    return {k: root / task / "latest" / "checkpoints" / "last.ckpt" for k, task in STAGE_DIRS.items()}
+
+    def newest(tasks: tuple[str, ...]) -> Path:
+        paths = [root / task / "latest" / "checkpoints" / "last.ckpt" for task in tasks]
+        return max((p for p in paths if p.is_file()), key=lambda p: p.stat().st_mtime, default=paths[0])
+
+    return {key: newest(tasks) for key, tasks in STAGE_DIRS.items()}
 
 
 def load_pose_blink(source: str | os.PathLike | np.ndarray | Mapping) -> tuple[np.ndarray, np.ndarray]:
@@ -426,7 +433,7 @@ class DawnPipeline:
         return cls.from_checkpoints(
             checkpoints["motion"],
             (pose, blink) if pose is not None else checkpoints["pose_blink"],
-            checkpoints["diffusion"],
+            checkpoints["diffusion"] or default_checkpoints(cfg["paths"]["experiments_dir"])["diffusion"],
             device=cfg["device"],
             precision=cfg["precision"],
             sampler={k: v for k, v in dict(cfg["sampler"]).items() if v is not None},

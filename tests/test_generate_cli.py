@@ -12,6 +12,7 @@ from PIL import Image
 
 from dawn_lightning.cli.generate import generate
 from dawn_lightning.config import compose
+from dawn_lightning.pipeline import DawnPipeline
 from tests.pipeline_fixtures import (
     BAD_AUDIO,
     bad_audio,
@@ -51,8 +52,20 @@ def probe(path: Path) -> dict:
 
 def test_config_composes_with_default_checkpoints():
     cfg = compose("generate")
-    assert cfg.checkpoints.diffusion.endswith("experiments/stage3b/latest/checkpoints/last.ckpt")
+    assert cfg.checkpoints.motion.endswith("experiments/stage1/latest/checkpoints/last.ckpt")
+    assert cfg.checkpoints.diffusion is None  # the newer of stage3b's and stage3a's, found when generating
     assert cfg.sampler.num_steps is None and cfg.pose_blink == "generated" and cfg.max_frames is None
+
+
+def test_stage3_defaults_to_curriculum_a_when_b_was_not_trained(checkpoints, tmp_path):
+    """`make demo` trains curriculum A only: generation finds its checkpoint without being told."""
+    stage3a = tmp_path / "stage3a" / "latest" / "checkpoints" / "last.ckpt"
+    stage3a.parent.mkdir(parents=True)
+    stage3a.symlink_to(checkpoints["diffusion"])
+    cfg = generate_config(
+        checkpoints, "face.model_path=null", f"paths.experiments_dir={tmp_path}", "checkpoints.diffusion=null"
+    )
+    assert DawnPipeline.from_config(cfg).names["diffusion"].endswith(str(stage3a))
 
 
 def test_generates_an_mp4_whose_length_follows_the_audio(checkpoints, inputs, tmp_path, one_thread):

@@ -1,6 +1,7 @@
 """Inference pipeline: speech and portrait loading, the audio-feature spec, and `DawnPipeline` on tiny random
 stage checkpoints (plumbing: lengths, seeds, user pose/blink, chunking, precision, checkpoint checks)."""
 
+import os
 from pathlib import Path
 
 import av
@@ -210,6 +211,12 @@ def test_mismatched_audio_features_name_both_checkpoints(checkpoints):
 def test_checkpoint_lookup_by_run_folder(checkpoints, tmp_path):
     expected = default_checkpoints(tmp_path)
     assert expected["diffusion"] == tmp_path / "stage3b" / "latest" / "checkpoints" / "last.ckpt"
+    for age, task in enumerate(("stage3b", "stage3a")):  # stage 3: the more recently written curriculum
+        written = tmp_path / task / "latest" / "checkpoints" / "last.ckpt"
+        written.parent.mkdir(parents=True)
+        written.write_bytes(b"x")
+        os.utime(written, (1.7e9 + age, 1.7e9 + age))
+        assert default_checkpoints(tmp_path)["diffusion"] == written
     run = tmp_path / "stage2" / "latest" / "checkpoints"
     run.mkdir(parents=True)
     (run / "last.ckpt").symlink_to(checkpoints["pose_blink"])
