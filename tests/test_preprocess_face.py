@@ -34,8 +34,10 @@ def test_missing_model_names_the_setting_and_where_to_get_it(monkeypatch, tmp_pa
     assert MODEL_URL in str(error.value)
     with pytest.raises(FileNotFoundError, match="nowhere.task: face model not found"):
         resolve_model_path(tmp_path / "nowhere.task")
-    monkeypatch.setenv("DAWN_FACE_MODEL", str(FACE_MODEL))
-    assert resolve_model_path(None) == FACE_MODEL
+    model = tmp_path / "face_landmarker.task"  # the env var is read when no setting is given
+    model.write_bytes(b"model")
+    monkeypatch.setenv("DAWN_FACE_MODEL", str(model))
+    assert resolve_model_path(None) == model
 
 
 @needs_face
