@@ -206,13 +206,17 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
+def latest_checkpoint(experiments_dir: str | os.PathLike, task: str) -> Path:
+    """A task's newest finished run's checkpoint: ``<experiments>/<task>/latest/checkpoints/last.ckpt``."""
+    return Path(experiments_dir) / task / "latest" / "checkpoints" / "last.ckpt"
+
+
 def default_checkpoints(experiments_dir: str | os.PathLike = "experiments") -> dict[str, Path]:
     """The newest checkpoint of each stage's default experiment: ``<experiments>/<task>/latest/...``; for
     stage 3 the more recently written of curriculum B's and A's (B's path, for the error, if none exists)."""
-    root = Path(experiments_dir)
 
     def newest(tasks: tuple[str, ...]) -> Path:
-        paths = [root / task / "latest" / "checkpoints" / "last.ckpt" for task in tasks]
+        paths = [latest_checkpoint(experiments_dir, task) for task in tasks]
         return max((p for p in paths if p.is_file()), key=lambda p: p.stat().st_mtime, default=paths[0])
 
     return {key: newest(tasks) for key, tasks in STAGE_DIRS.items()}

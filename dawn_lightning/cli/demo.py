@@ -22,12 +22,9 @@ import numpy as np
 import torch
 
 from dawn_lightning.allocator import keep_freed_memory
+from dawn_lightning.pipeline import latest_checkpoint
 
 log = logging.getLogger("dawn_lightning.demo")
-
-
-def _latest(experiments: Path, task: str) -> Path:
-    return experiments / task / "latest" / "checkpoints" / "last.ckpt"
 
 
 def _steps(store: Path, experiments: Path) -> list[tuple[str, list[str], Path]]:
@@ -41,7 +38,7 @@ def _steps(store: Path, experiments: Path) -> list[tuple[str, list[str], Path]]:
     }
     synthetic = [str(Path(sys.executable).with_name("dawn-synthetic")), f"data.store_dir={store}"]
     return [("synthetic data", synthetic, store / "index.json")] + [
-        (name, [*train, f"experiment={task}", *common], _latest(experiments, task))
+        (name, [*train, f"experiment={task}", *common], latest_checkpoint(experiments, task))
         for task, name in stages.items()
     ]
 
