@@ -61,3 +61,17 @@ def box_mask(boxes: torch.Tensor, size: int, margin: float = 0.25) -> torch.Tens
     inside_x = (centres >= (x0 - grow_x)[:, None]) & (centres <= (x1 + grow_x)[:, None])
     inside_y = (centres >= (y0 - grow_y)[:, None]) & (centres <= (y1 + grow_y)[:, None])
     return (inside_y[:, :, None] & inside_x[:, None, :]).unsqueeze(1).to(boxes.dtype)
+
+
+def box_cover_mask(boxes: torch.Tensor, size: int, margin: float = 0.0) -> torch.Tensor:
+    """(B, 4) normalised (x0, y0, x1, y1) boxes -> float (B, 1, size, size) masks of every cell that the box,
+    grown by ``margin`` of its width and height on each side, overlaps. At a coarse grid (a 64 px frame's
+    16 x 16 motion) a mouth box spans about one cell: `box_mask` keeps only cells whose centres it contains,
+    often a single row and sometimes none, while this never misses a cell the mouth reaches."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    grow_x, grow_y = margin * (x1 - x0), margin * (y1 - y0)
+    lower = torch.arange(size, dtype=boxes.dtype, device=boxes.device) / size
+    upper = lower + 1 / size
+    overlap_x = (upper > (x0 - grow_x)[:, None]) & (lower < (x1 + grow_x)[:, None])
+    overlap_y = (upper > (y0 - grow_y)[:, None]) & (lower < (y1 + grow_y)[:, None])
+    return (overlap_y[:, :, None] & overlap_x[:, None, :]).unsqueeze(1).to(boxes.dtype)

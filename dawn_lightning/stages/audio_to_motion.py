@@ -15,10 +15,10 @@ from dawn_lightning.callbacks.ema import RAW_WEIGHTS_KEY, checkpoint_weights
 from dawn_lightning.data.motion_targets import META
 from dawn_lightning.data.sampling import SampleDraws, torch_rng_seeded
 from dawn_lightning.data.store import read_json
+from dawn_lightning.data.transforms import box_cover_mask
 from dawn_lightning.data.video_io import write_mp4
 from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
 from dawn_lightning.models.a2v.blocks import ConditionedResBlock, PreNormResidual
-from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
 from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.stages.motion import load_motion_autoencoder
@@ -63,7 +63,8 @@ class AudioToMotionModule(L.LightningModule):
 
     Loss = MSE(output, target) (eps-MSE for eps prediction)
          + flow_weight * MSE(x0_pred clamped to the sample's range of x0, x0)
-         + lip_weight * the first term restricted to each frame's mouth box at latent resolution,
+         + lip_weight * the first term restricted to the latent cells that each frame's mouth box (grown by
+           ``lip_margin`` of its size on each side) overlaps,
     each a mean over the samples, all on the diffusion's variable (the normalised residual motion by default,
     see `MotionDiffusion`).
     The clamp bounds the x0 term at large t, where x0_pred = (x_t - sigma eps) / alpha multiplies the noise
@@ -82,6 +83,7 @@ class AudioToMotionModule(L.LightningModule):
         scheduler: Callable | None = None,
         flow_weight: float = 0.15,
         lip_weight: float = 1.0,
+        lip_margin: float = 0.0,
         cond_drop_prob: float = 0.1,
         color_jitter: dict | None = None,
         init_from: str | None = None,
@@ -206,7 +208,8 @@ class AudioToMotionModule(L.LightningModule):
             batch["audio"], batch["pose"], batch["blink"], batch["ref_pose"], batch["ref_blink"]
         )
         size = x0.shape[-1]
-        mouth = FaceRegionEncoder.box_mask(rearrange(batch["mouth_box"], "b f k -> (b f) k"), size)
+        boxes = rearrange(batch["mouth_box"], "b f k -> (b f) k")
+        mouth = box_cover_mask(boxes, size, self.hparams.lip_margin)
         return {
             "x0": x0,
             "context": self.net.context(z_src, batch["ref_face_box"]),
