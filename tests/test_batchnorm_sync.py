@@ -36,12 +36,14 @@ def rank_step(rank: int, world: int, port: int, queue) -> None:
     loss = objective(net, batch()[rank::world])
     loss.backward()
     norm = net.module[1]
+    # numpy arrays travel by value: a tensor would travel as a shared-memory handle that the parent cannot
+    # open once this process has exited (ConnectionResetError)
     queue.put(
         (
             rank,
             float(loss),
-            [p.grad.clone() for p in net.parameters()],
-            (norm.running_mean.clone(), norm.running_var.clone()),
+            [p.grad.numpy().copy() for p in net.parameters()],
+            (norm.running_mean.numpy().copy(), norm.running_var.numpy().copy()),
             type(norm).__name__,
         )
     )
@@ -68,10 +70,10 @@ def test_two_ranks_compute_one_process_with_the_whole_batch():
     assert abs((results[0][1] + results[1][1]) / 2 - float(loss)) < 1e-6
     for i, grad in enumerate(p.grad for p in net.parameters()):
         for rank in results:  # the conv bias before the BatchNorm has a gradient of ~0: compare absolutely
-            torch.testing.assert_close(rank[2][i], grad, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(torch.from_numpy(rank[2][i]), grad, rtol=1e-4, atol=1e-6)
     for rank in results:  # running statistics of the whole batch (both calls), on every rank
-        torch.testing.assert_close(rank[3][0], net[1].running_mean, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(rank[3][1], net[1].running_var, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(rank[3][0]), net[1].running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(rank[3][1]), net[1].running_var, rtol=1e-5, atol=1e-6)
 
 
 def test_plugin_swaps_batchnorms_and_back_keeping_their_state():
