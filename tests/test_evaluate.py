@@ -61,6 +61,7 @@ def test_evaluate_generates_scores_and_reports(synthetic, tmp_path, one_thread):
         "lse_c_truth",
         "lse_d_generated",
         "lse_c_control",
+        "in_sync_generated",
         "degradation_rate_10",
         "blinks_per_s_generated",
         "pose_diversity_truth",

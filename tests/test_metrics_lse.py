@@ -119,6 +119,7 @@ def test_lse_metric_scores_synced_video_better_than_shifted_audio():
     offsets = [float(o) for o in metric.offset]
     scores = {k: float(v) for k, v in metric.compute().items()}
     assert offsets == [0.0, 3.0, -3.0]
+    assert scores["offset"] == 2.0 and scores["in_sync"] == pytest.approx(1 / 3)
     shifted = sync_scores(net, frames, np.roll(audio, 640 * 40))
     assert scores["lse_c"] > 3 * shifted[2]
     assert scores["lse_d"] < shifted[1]

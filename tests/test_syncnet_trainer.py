@@ -4,11 +4,12 @@ held-out identities, its checkpoint loads for LSE, and a wrong file gives a clea
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
 
-from dawn_lightning.data.sync_pairs import SyncPairDataModule
+from dawn_lightning.data.sync_pairs import RenderingDegradation, SyncPairDataModule
 from dawn_lightning.metrics.lse import sync_scores
 from dawn_lightning.models.syncnet import CompactSyncNet
 from dawn_lightning.stages.syncnet import SyncNetModule, load_compact_syncnet
@@ -77,3 +78,14 @@ def test_training_lips_are_degraded_by_each_samples_own_draw(synthetic):
     # blur lowers the frame-to-frame detail; validation windows stay clean
     assert damaged["lips"].diff(dim=-1).abs().mean() < clean["lips"].diff(dim=-1).abs().mean()
     torch.testing.assert_close(degraded.datasets["val"][0]["lips"], plain.datasets["val"][0]["lips"])
+
+
+def test_weaker_mouth_keeps_a_drawn_fraction_of_the_lips_difference_from_rest():
+    weaker = RenderingDegradation(
+        blur_prob=0.0, rescale_prob=0.0, noise=0.0, attenuate=(0.4, 0.4), attenuate_prob=1
+    )
+    lips, rest = torch.rand(3, 5, 8, 8) * 2 - 1, torch.rand(3, 8, 8) * 2 - 1
+    out = weaker(lips, np.random.default_rng(0), rest)
+    torch.testing.assert_close(out, rest[:, None] + 0.4 * (lips - rest[:, None]))
+    # the movement between frames shrinks by the same fraction
+    torch.testing.assert_close(out.diff(dim=1), 0.4 * lips.diff(dim=1))

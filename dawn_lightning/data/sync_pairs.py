@@ -42,10 +42,12 @@ def mouth_region(store: ClipStore, split: str = "train", margin: float = 0.3) ->
 
 class RenderingDegradation:
     """Training-time damage to the lip windows, so that SyncNet judges the mouth's movement rather than the
-    texture of real frames: generated videos are re-rendered (blurred, resampled) versions of a face. Each
-    draw comes from the sample's generator: a Gaussian blur (probability ``blur_prob``, sigma uniform in
-    ``blur`` crop pixels), a down-and-up rescale by 2 (``rescale_prob``) and Gaussian noise of std up to
-    ``noise`` (in the lips' [-1, 1] units)."""
+    texture of real frames: generated videos are re-rendered (blurred, resampled) versions of a face whose
+    mouth often moves less than the speaker's. Each draw comes from the sample's generator: a weaker mouth
+    (probability ``attenuate_prob``: the lips pulled towards the clip's resting mouth, keeping a fraction
+    uniform in ``attenuate`` of their difference), a Gaussian blur (``blur_prob``, sigma uniform in ``blur``
+    crop pixels), a down-and-up rescale by 2 (``rescale_prob``) and Gaussian noise of std up to ``noise`` (in
+    the lips' [-1, 1] units)."""
 
     def __init__(
         self,
@@ -53,11 +55,16 @@ class RenderingDegradation:
         blur_prob: float = 0.5,
         rescale_prob: float = 0.5,
         noise: float = 0.04,
+        attenuate: tuple[float, float] = (0.2, 1.0),
+        attenuate_prob: float = 0.0,
     ):
         self.blur, self.blur_prob, self.rescale_prob, self.noise = tuple(blur), blur_prob, rescale_prob, noise
+        self.attenuate, self.attenuate_prob = tuple(attenuate), attenuate_prob
 
-    def __call__(self, lips: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """lips (3, T, s, s) in [-1, 1] -> the same, damaged."""
+    def __call__(self, lips: torch.Tensor, rng: np.random.Generator, rest: torch.Tensor) -> torch.Tensor:
+        """lips (3, T, s, s) in [-1, 1], the clip's resting mouth (3, s, s) -> the lips, damaged."""
+        if rng.random() < self.attenuate_prob:
+            lips = rest[:, None] + float(rng.uniform(*self.attenuate)) * (lips - rest[:, None])
         frames = lips.permute(1, 0, 2, 3)  # (T, 3, s, s)
         if rng.random() < self.blur_prob:
             sigma = float(rng.uniform(*self.blur))
@@ -97,11 +104,12 @@ class SyncPairDataset(Dataset):
             reader = store.reader(info)
             frames = torch.from_numpy(reader.frames(range(info.num_frames)))
             crops = crop_mouth(frames, crop_box, crop_size).half()
+            rest = crops.float().median(0).values if self.degrade is not None else None
             audio = reader.audio()
             coefficients = torch.from_numpy(mfcc(audio))
             windows = min(info.num_frames, len(audio) // SAMPLES_PER_FRAME) - WINDOW_FRAMES
             if windows > 2 * min_shift:
-                self.clips.append((crops, coefficients, windows))
+                self.clips.append((crops, coefficients, windows, rest))
         if not self.clips:
             raise ValueError(f"{store.root}: no {split} clip is long enough for sync pairs")
 
@@ -110,14 +118,14 @@ class SyncPairDataset(Dataset):
 
     def __getitem__(self, key: int | Key) -> dict[str, torch.Tensor]:
         rng = sample_rng(self.seed, key, self.train)
-        crops, coefficients, windows = self.clips[split_key(key)[1] // self.samples_per_clip]
+        crops, coefficients, windows, rest = self.clips[split_key(key)[1] // self.samples_per_clip]
         start = int(rng.integers(windows))
         # clips have more than 2 * min_shift windows, so some shift stays inside the clip
         shifts = [s for s in range(-self.max_shift, self.max_shift + 1) if abs(s) >= self.min_shift]
         shift = int(rng.choice([s for s in shifts if 0 <= start + s < windows]))
         lips = crops[start : start + WINDOW_FRAMES].float().permute(1, 0, 2, 3)
         if self.degrade is not None:
-            lips = self.degrade(lips, rng)
+            lips = self.degrade(lips, rng, rest)
 
         def window(frame: int) -> torch.Tensor:
             return coefficients[:, frame * MFCC_PER_FRAME : frame * MFCC_PER_FRAME + MFCC_WINDOW][None]

@@ -26,6 +26,7 @@ from dawn_lightning.models.syncnet import MFCC_PER_FRAME, MFCC_WINDOW, WINDOW_FR
 SYNCNET_FILE = "syncnet_v2.model"
 SYNCNET_URL = f"https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/{SYNCNET_FILE}"
 MAX_SHIFT = 15
+IN_SYNC_FRAMES = 1  # a video counts as in sync when SyncNet's offset is within this many frames of 0
 
 
 class SyncEmbedder(Protocol):
@@ -93,7 +94,8 @@ def load_syncnet_v2(path: str, setting: str = "metrics.lse.weights") -> SyncNetV
 
 class LipSyncError(Metric):
     """LSE-C and LSE-D, the means over videos: ``update(frames (T, H, W, 3) uint8, audio (N,))`` scores one
-    video; ``compute()`` gives {"lse_c", "lse_d", "offset"} (offset: the mean absolute AV offset, frames).
+    video; ``compute()`` gives {"lse_c", "lse_d", "offset", "in_sync"} (offset: the mean absolute AV offset,
+    frames; in_sync: the share of videos whose offset is within ``IN_SYNC_FRAMES`` of 0).
     Per-video values are list states ("cat"), so every video counts once whatever the shard sizes."""
 
     is_differentiable = False
@@ -132,4 +134,5 @@ class LipSyncError(Metric):
             "lse_c": dim_zero_cat(self.confidence).mean(),
             "lse_d": dim_zero_cat(self.distance).mean(),
             "offset": dim_zero_cat(self.offset).abs().mean(),
+            "in_sync": (dim_zero_cat(self.offset).abs() <= IN_SYNC_FRAMES).double().mean(),
         }

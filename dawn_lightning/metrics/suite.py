@@ -24,7 +24,7 @@ from dawn_lightning.metrics.csim import IdentitySimilarity, load_face_recognitio
 from dawn_lightning.metrics.fid import FID, image_features
 from dawn_lightning.metrics.fvd import FVD, video_features
 from dawn_lightning.metrics.lpips import LPIPS
-from dawn_lightning.metrics.lse import SYNCNET_URL, LipSyncError, load_syncnet_v2
+from dawn_lightning.metrics.lse import IN_SYNC_FRAMES, SYNCNET_URL, LipSyncError, load_syncnet_v2
 from dawn_lightning.metrics.motion_stats import (
     beat_align_score,
     blink_rate,
@@ -207,6 +207,10 @@ class EvaluationSuite:
                 out[f"av_offset_{side}"] = {
                     "label": f"{base}: mean abs AV offset (frames)",
                     "value": float(value["offset"]),
+                }
+                out[f"in_sync_{side}"] = {
+                    "label": f"{base}: share of videos in sync (|offset| <= {IN_SYNC_FRAMES} frame)",
+                    "value": float(value["in_sync"]),
                 }
             else:
                 out[key] = {"label": self.labels[key], "value": float(value)}
