@@ -3,8 +3,8 @@
 The ``lpips`` package ships its calibrated linear layers; its AlexNet backbone normally comes from
 torchvision's download. Here the backbone loads from a local torchvision ``alexnet`` state dict
 (``backbone_weights``); without one the backbone is random and the metric says so in its name
-(``lpips_random_backbone``): its values then rank images consistently within a run but do not compare with
-published LPIPS numbers.
+(``lpips_random_backbone``), drawn from a fixed seed: its values then compare between this project's runs but
+not with published LPIPS numbers.
 """
 
 from __future__ import annotations
@@ -17,33 +17,40 @@ import torch
 from torchmetrics import Metric
 
 log = logging.getLogger(__name__)
+RANDOM_BACKBONE_SEED = 0
 
 
 @cache
-def _warn_random_backbone() -> None:
+def _warn_random_backbone(setting: str) -> None:
     log.warning(
-        "LPIPS has no backbone weights (model.lpips_weights is not set): it runs on a random AlexNet "
+        f"LPIPS has no backbone weights ({setting} is not set): it runs on a random AlexNet "
         "and is logged as lpips_random_backbone; set it to a local torchvision alexnet-owt-7be5be79.pth "
         "for comparable numbers"
     )
 
 
-def build_lpips(backbone_weights: str | None = None) -> torch.nn.Module:
-    """An eval-mode, frozen ``lpips.LPIPS(net="alex")`` with its backbone from a local file (or random)."""
+def build_lpips(backbone_weights: str | None = None, setting: str = "model.lpips_weights") -> torch.nn.Module:
+    """An eval-mode, frozen ``lpips.LPIPS(net="alex")`` with its backbone from a local file (or random);
+    ``setting`` names the config key of the file in messages."""
     import warnings
 
     import lpips
 
-    with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=False`
+    # a fixed draw of the random backbone, so that two evaluations' values compare
+    with (
+        warnings.catch_warnings(),
+        torch.random.fork_rng(),
+    ):  # lpips calls torchvision's deprecated `pretrained=False`
         warnings.simplefilter("ignore", UserWarning)
+        torch.manual_seed(RANDOM_BACKBONE_SEED)
         model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     if backbone_weights is None:
-        _warn_random_backbone()
+        _warn_random_backbone(setting)
     else:
         path = Path(backbone_weights)
         if not path.is_file():
             raise FileNotFoundError(
-                f"model.lpips_weights: {path} does not exist (torchvision's AlexNet "
+                f"{setting}: {path} does not exist (torchvision's AlexNet "
                 f"ImageNet weights, alexnet-owt-7be5be79.pth, copied to a local path)"
             )
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -56,7 +63,9 @@ def build_lpips(backbone_weights: str | None = None) -> torch.nn.Module:
                         slices[f"{slice_name}.{index}.{key}"] = features[f"{index}.{key}"]
         missing, _ = model.net.load_state_dict(slices, strict=False)
         if missing:
-            raise ValueError(f"{path}: not a torchvision alexnet state dict (missing {missing[:3]}...)")
+            raise ValueError(
+                f"{setting}: {path} is not a torchvision alexnet state dict (missing {missing[:3]}...)"
+            )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval()
@@ -68,9 +77,9 @@ class LPIPS(Metric):
     higher_is_better = False
     full_state_update = False
 
-    def __init__(self, backbone_weights: str | None = None, **kwargs):
+    def __init__(self, backbone_weights: str | None = None, setting: str = "model.lpips_weights", **kwargs):
         super().__init__(**kwargs)
-        self.net = build_lpips(backbone_weights)
+        self.net = build_lpips(backbone_weights, setting)
         self.random_backbone = backbone_weights is None
         self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")

@@ -102,7 +102,7 @@ class EvaluationSuite:
         self._add("ssim", "SSIM", StructuralSimilarityIndexMeasure(data_range=1.0))
         self._add("psnr", "PSNR (dB)", PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)))
         lpips_weights = settings["lpips"]["weights"]
-        lpips = LPIPS(lpips_weights)
+        lpips = LPIPS(lpips_weights, setting="metrics.lpips.weights")
         label = "LPIPS" if lpips_weights else "LPIPS (random AlexNet backbone, not comparable to papers)"
         if lpips_weights is None:
             self.notes.append(
