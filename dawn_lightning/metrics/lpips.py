@@ -39,7 +39,7 @@ def build_lpips(backbone_weights: str | None = None, setting: str = "model.lpips
     # a fixed draw of the random backbone, so that two evaluations' values compare
     with (
         warnings.catch_warnings(),
-        torch.random.fork_rng(),
+        torch.random.fork_rng(devices=[]),
     ):  # lpips calls torchvision's deprecated `pretrained=False`
         warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(RANDOM_BACKBONE_SEED)
