@@ -5,7 +5,7 @@ import torch
 from dawn_lightning.data.datamodules import FramePairDataModule, PoseBlinkDataModule, VideoClipDataModule
 from dawn_lightning.data.datasets import FramePairDataset, VideoClipDataset
 from dawn_lightning.data.store import ClipStore, StoreError
-from dawn_lightning.data.transforms import PairAugment, box_cover_mask, box_mask, frames_to_tensor
+from dawn_lightning.data.transforms import PairAugment, box_mask, frames_to_tensor
 
 
 def test_frame_pairs(tiny_store):
@@ -57,14 +57,15 @@ def occupied(mask: torch.Tensor) -> tuple[list[int], list[int]]:
     return cells.any(1).nonzero().flatten().tolist(), cells.any(0).nonzero().flatten().tolist()
 
 
-def test_box_cover_mask_keeps_every_cell_the_box_reaches():
+def test_covering_box_mask_keeps_every_cell_the_box_reaches():
     box = torch.tensor([[6.5, 9.1, 9.2, 10.1]]) / 16  # a synthetic mouth box, in cells of a 16 x 16 grid
     assert occupied(box_mask(box, 16, margin=0.0))[0] == [9]  # centres only: the lower lip's row 10 is missed
-    assert occupied(box_cover_mask(box, 16)) == ([9, 10], [6, 7, 8, 9])
-    assert occupied(box_cover_mask(box, 16, margin=0.25))[0] == [8, 9, 10]  # grown by 0.25 cell each side
+    assert occupied(box_mask(box, 16, margin=0.0, cover=True)) == ([9, 10], [6, 7, 8, 9])
+    grown = box_mask(box, 16, margin=0.25, cover=True)  # grown by 0.25 cell each side
+    assert occupied(grown)[0] == [8, 9, 10]
     inside_one_cell = torch.tensor([[6.6, 9.6, 6.9, 9.9]]) / 16
     assert box_mask(inside_one_cell, 16, margin=0.0).sum() == 0
-    assert occupied(box_cover_mask(inside_one_cell, 16)) == ([9], [6])
+    assert occupied(box_mask(inside_one_cell, 16, margin=0.0, cover=True)) == ([9], [6])
 
 
 def test_training_samples_are_a_function_of_seed_epoch_and_index(tiny_store):

@@ -13,6 +13,7 @@ from einops import rearrange
 from safetensors.torch import load_file
 from torch import nn
 
+from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.models.a2v.blocks import FrameConv3d, FrameConvTranspose3d
 from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder, NullOrTokenAttention, layer_norm_last
 from dawn_lightning.models.a2v.unet3d import UNet3D
@@ -190,7 +191,7 @@ def test_two_key_attention_equals_dense_softmax():
 
 def test_face_region_encoder():
     boxes = torch.tensor([[0.25, 0.0, 0.75, 0.5]])
-    mask = FaceRegionEncoder.box_mask(boxes, 8)
+    mask = box_mask(boxes, 8, margin=0.0)
     assert mask.shape == (1, 1, 8, 8)
     assert mask.sum() == 16 and mask[0, 0, 0, 2] == 1 and mask[0, 0, 4, 2] == 0 and mask[0, 0, 0, 1] == 0
     assert FaceRegionEncoder()(mask.expand(2, 1, 8, 8)).shape == (2, 16, 2, 2)

@@ -52,26 +52,21 @@ class PairAugment:
         return pair, boxes
 
 
-def box_mask(boxes: torch.Tensor, size: int, margin: float = 0.25) -> torch.Tensor:
+def box_mask(boxes: torch.Tensor, size: int, margin: float = 0.25, cover: bool = False) -> torch.Tensor:
     """(B, 4) normalised (x0, y0, x1, y1) boxes -> float (B, 1, size, size) masks of the boxes grown by
-    ``margin`` of their width and height on each side."""
+    ``margin`` of their width and height on each side: the cells whose centres the box contains, or with
+    ``cover`` every cell it overlaps. At a coarse grid (a 64 px frame's 16 x 16 motion) a mouth box spans
+    about one cell: centres keep often a single row and sometimes none, while ``cover`` never misses a cell
+    the mouth reaches."""
     x0, y0, x1, y1 = boxes.unbind(-1)
     grow_x, grow_y = margin * (x1 - x0), margin * (y1 - y0)
-    centres = (torch.arange(size, dtype=boxes.dtype, device=boxes.device) + 0.5) / size
-    inside_x = (centres >= (x0 - grow_x)[:, None]) & (centres <= (x1 + grow_x)[:, None])
-    inside_y = (centres >= (y0 - grow_y)[:, None]) & (centres <= (y1 + grow_y)[:, None])
+    start = torch.arange(size, dtype=boxes.dtype, device=boxes.device) / size
+
+    def cells(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:  # (B,) edges -> (B, size)
+        if cover:
+            return (start + 1 / size > low[:, None]) & (start < high[:, None])
+        centres = start + 0.5 / size
+        return (centres >= low[:, None]) & (centres <= high[:, None])
+
+    inside_x, inside_y = cells(x0 - grow_x, x1 + grow_x), cells(y0 - grow_y, y1 + grow_y)
     return (inside_y[:, :, None] & inside_x[:, None, :]).unsqueeze(1).to(boxes.dtype)
-
-
-def box_cover_mask(boxes: torch.Tensor, size: int, margin: float = 0.0) -> torch.Tensor:
-    """(B, 4) normalised (x0, y0, x1, y1) boxes -> float (B, 1, size, size) masks of every cell that the box,
-    grown by ``margin`` of its width and height on each side, overlaps. At a coarse grid (a 64 px frame's
-    16 x 16 motion) a mouth box spans about one cell: `box_mask` keeps only cells whose centres it contains,
-    often a single row and sometimes none, while this never misses a cell the mouth reaches."""
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    grow_x, grow_y = margin * (x1 - x0), margin * (y1 - y0)
-    lower = torch.arange(size, dtype=boxes.dtype, device=boxes.device) / size
-    upper = lower + 1 / size
-    overlap_x = (upper > (x0 - grow_x)[:, None]) & (lower < (x1 + grow_x)[:, None])
-    overlap_y = (upper > (y0 - grow_y)[:, None]) & (lower < (y1 + grow_y)[:, None])
-    return (overlap_y[:, :, None] & overlap_x[:, None, :]).unsqueeze(1).to(boxes.dtype)

@@ -15,7 +15,7 @@ from dawn_lightning.callbacks.ema import RAW_WEIGHTS_KEY, checkpoint_weights
 from dawn_lightning.data.motion_targets import META
 from dawn_lightning.data.sampling import SampleDraws, torch_rng_seeded
 from dawn_lightning.data.store import read_json
-from dawn_lightning.data.transforms import box_cover_mask
+from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.data.video_io import write_mp4
 from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
 from dawn_lightning.models.a2v.blocks import ConditionedResBlock, PreNormResidual
@@ -209,7 +209,7 @@ class AudioToMotionModule(L.LightningModule):
         )
         size = x0.shape[-1]
         boxes = rearrange(batch["mouth_box"], "b f k -> (b f) k")
-        mouth = box_cover_mask(boxes, size, self.hparams.lip_margin)
+        mouth = box_mask(boxes, size, self.hparams.lip_margin, cover=True)
         return {
             "x0": x0,
             "context": self.net.context(z_src, batch["ref_face_box"]),

@@ -103,16 +103,6 @@ class FaceRegionEncoder(nn.Module):
             nn.ReLU(),
         )
 
-    @staticmethod
-    def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
-        """boxes (B, 4) as (x0, y0, x1, y1) in [0, 1] of the image width/height -> mask (B, 1, size, size), 1
-        inside the box (pixel centres), 0 outside."""
-        centres = (torch.arange(size, device=boxes.device, dtype=boxes.dtype) + 0.5) / size
-        x0, y0, x1, y1 = rearrange(boxes, "b k -> k b 1 1 1")
-        inside_x = (centres >= x0) & (centres <= x1)
-        inside_y = (centres[:, None] >= y0) & (centres[:, None] <= y1)
-        return (inside_x & inside_y).to(boxes.dtype)
-
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
         """mask (B, 1, S, S) -> (B, out_channels, S/4, S/4)."""
         return self.net(mask)

@@ -27,6 +27,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.diffusion import NoiseSchedule, Sampler, guided_denoiser
 from dawn_lightning.diffusion.samplers import Progress
 from dawn_lightning.diffusion.temporal_smoothing import smooth_over_time
@@ -177,7 +178,7 @@ class MotionDiffusion(nn.Module):
         """z_src (B, C_z, h, w) of the reference frame and its face box (B, 4) (x0, y0, x1, y1 in [0, 1])
         -> the per-clip input features (B, C_z + face_channels, h, w)."""
         size = 4 * z_src.shape[-1]
-        mask = self.face_encoder.box_mask(face_box.to(z_src.dtype), size)
+        mask = box_mask(face_box.to(z_src.dtype), size, margin=0.0)
         return torch.cat([z_src, self.face_encoder(mask)], dim=1)
 
     def forward(
