@@ -37,9 +37,8 @@ def build_lpips(backbone_weights: str | None = None, setting: str = "model.lpips
     import lpips
 
     with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
-        warnings.simplefilter(
-            "ignore", UserWarning
-        )  # lpips calls torchvision's deprecated `pretrained=False`
+        # lpips calls torchvision's deprecated `pretrained=False`
+        warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(RANDOM_BACKBONE_SEED)  # a fixed random backbone: two evaluations' values compare
         model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     if backbone_weights is None:
