@@ -13,12 +13,12 @@ import soundfile
 import torch
 from PIL import Image
 
+from dawn_lightning.checkpoints import AUDIO_TO_MOTION, MOTION, POSE_BLINK, file_sha256, net_state, save
 from dawn_lightning.config import compose
 from dawn_lightning.data.audio_features import LogMelFeatures
-from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion
+from dawn_lightning.models.audio_to_motion.motion_diffusion import MotionDiffusion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.pose_blink.pbnet import PBNet
-from dawn_lightning.stages.audio_to_motion import file_sha256
 
 FRAME_SIZE = 64
 SMALL_MOTION = {"block_expansion": 8, "max_features": 32, "num_blocks": 3}
@@ -52,8 +52,7 @@ def write_stage1(path: Path) -> MotionAutoencoder:
         flow=SMALL_MOTION,
         generator={"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1},
     ).eval()
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"motion_autoencoder_config": net.config, "state_dict": state}, path)
+    save(path, MOTION, {"config": net.config}, net_state(net))
     return net
 
 
@@ -75,12 +74,12 @@ def write_stage2(path: Path, spec: dict | None = None, signals: str = "both") ->
         window=50,
     )
     _perturb(net, 1)
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    state = net_state(net)
     # units like a store's: pose around (2, -1, 0, 1, 0, 0) degrees/scale/shift, blinks around 0.3
     state["state_mean"] = torch.tensor([2.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.3, 0.3])[:width]
     state["state_std"] = torch.tensor([5.0, 4.0, 3.0, 0.05, 0.02, 0.02, 0.2, 0.2])[:width]
-    entry = {"class": "PBNet", "config": net.config, "signals": signals, "audio_features": spec}
-    torch.save({"pose_blink_generator": entry, "state_dict": state}, path)
+    record = {"class": "PBNet", "config": net.config, "signals": signals, "audio_features": spec}
+    save(path, POSE_BLINK, record, state)
 
 
 def write_stage3(path: Path, motion_path: Path, z_channels: int, spec: dict | None = None) -> None:
@@ -98,8 +97,7 @@ def write_stage3(path: Path, motion_path: Path, z_channels: int, spec: dict | No
         "frame_size": FRAME_SIZE,
         "mean_face_box": [0.2, 0.2, 0.8, 0.8],
     }
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"motion_diffusion": record, "state_dict": state}, path)
+    save(path, AUDIO_TO_MOTION, record, net_state(net))
 
 
 def tiny_checkpoints(root: Path) -> dict[str, Path]:

@@ -16,22 +16,27 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from dawn_lightning import FPS, SAMPLES_PER_FRAME
+from dawn_lightning.checkpoints import (
+    AUDIO_TO_MOTION,
+    MOTION,
+    file_sha256,
+    load_motion_diffusion,
+    net_state,
+    read,
+    save,
+)
 from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.data.datamodules import VideoClipDataModule
 from dawn_lightning.data.datasets import VideoClipDataset
-from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.data.store import ClipStore
 from dawn_lightning.diffusion import make_sampler
-from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
+from dawn_lightning.models.audio_to_motion.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.generator import warp
-from dawn_lightning.stages.audio_to_motion import (
-    AudioToMotionModule,
-    file_sha256,
-    load_motion_diffusion,
-)
-from dawn_lightning.stages.visuals import gif_bytes, video_summary
+from dawn_lightning.stages.audio_to_motion import AudioToMotionModule
+from dawn_lightning.tensors.draws import SampleDraws
+from dawn_lightning.training.visuals import gif_bytes, video_summary
 from tests.pipeline_fixtures import UNET
 
 TINY_MOTION = {
@@ -56,14 +61,7 @@ def motion_ckpt(tmp_path_factory):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
     path = tmp_path_factory.mktemp("stage1") / "last.ckpt"
-    torch.save(
-        {
-            "motion_autoencoder_config": net.config,
-            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-        },
-        path,
-    )
-    return path
+    return save(path, MOTION, {"config": net.config}, net_state(net))
 
 
 def stage3_config(experiment, store, motion_ckpt, out_dir, extra=()):
@@ -122,7 +120,7 @@ def test_curriculum_a_then_b(synthetic, motion_ckpt, tmp_path, monkeypatch):
     keys = checkpoint["state_dict"].keys()
     assert not any(k.startswith("motion.") for k in keys)
     assert any(k.startswith("net.face_encoder.") for k in keys)
-    record = checkpoint["motion_diffusion"]
+    record = read(tmp_path / "a" / "last.ckpt", AUDIO_TO_MOTION).record
     assert record["motion_ckpt_sha256"] == file_sha256(motion_ckpt)
     assert record["frame_size"] == 64 and record["audio_features"]["kind"] == "logmel"
     assert len(record["mean_face_box"]) == 4

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from dawn_lightning.stages.batchnorm_sync import AllReduceBatchNorm, AllReduceBatchNormSync
+from dawn_lightning.training.batchnorm_sync import AllReduceBatchNorm, AllReduceBatchNormSync
 
 
 def network() -> nn.Module:

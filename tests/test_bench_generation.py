@@ -7,8 +7,7 @@ import torch
 
 from dawn_lightning import FPS, SAMPLE_RATE
 from dawn_lightning.benchmarks import generation
-from dawn_lightning.stages.audio_to_motion import load_motion_diffusion
-from dawn_lightning.stages.pose_blink import load_pose_blink_generator
+from dawn_lightning.checkpoints import load_motion_diffusion, load_pose_blink_generator
 
 
 def test_network_configs_follow_the_model_configs():

@@ -5,7 +5,8 @@ import torch
 from dawn_lightning.data.datamodules import FramePairDataModule, PoseBlinkDataModule, VideoClipDataModule
 from dawn_lightning.data.datasets import FramePairDataset, VideoClipDataset
 from dawn_lightning.data.store import ClipStore, StoreError
-from dawn_lightning.data.transforms import PairAugment, box_mask, frames_to_tensor
+from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
+from dawn_lightning.tensors.boxes import box_mask
 
 
 def test_frame_pairs(tiny_store):

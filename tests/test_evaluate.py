@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
+from dawn_lightning.checkpoints import SYNCNET, net_state, save
 from dawn_lightning.config import compose
 from dawn_lightning.evaluation import evaluate
 from dawn_lightning.models.syncnet import CompactSyncNet
-from dawn_lightning.stages.syncnet import CHECKPOINT_KEY
 from tests.pipeline_fixtures import tiny_checkpoints
 
 
@@ -25,8 +24,7 @@ def test_evaluate_generates_scores_and_reports(synthetic, tmp_path, one_thread):
     paths = tiny_checkpoints(tmp_path / "ckpt")
     net = CompactSyncNet(dim=8, width=4, crop_size=16)
     syncnet = tmp_path / "syncnet.ckpt"
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({CHECKPOINT_KEY: {"config": net.config}, "state_dict": state}, syncnet)
+    save(syncnet, SYNCNET, {"config": net.config}, net_state(net))
     out = tmp_path / "eval"
     common = [
         f"data.store_dir={synthetic.root}",

@@ -23,12 +23,18 @@ import torch
 from PIL import Image
 
 import dawn_lightning.pipeline as pipeline_module
+from dawn_lightning.checkpoints import (
+    file_sha256,
+    load_motion_autoencoder,
+    load_motion_diffusion,
+    load_pose_blink_generator,
+)
 from dawn_lightning.cli.generate import generate
 from dawn_lightning.cli.import_dawn import main as import_main
 from dawn_lightning.config import compose
 from dawn_lightning.data.audio_features import features_from_spec
 from dawn_lightning.diffusion import NoiseSchedule, make_sampler, sampler_from_settings
-from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion
+from dawn_lightning.models.audio_to_motion.motion_diffusion import MotionDiffusion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.pose_blink.pbnet import PBNet
 from dawn_lightning.pipeline import load_pose_blink_pair
@@ -48,9 +54,6 @@ from dawn_lightning.released.mapping import (
     reference_schedule_buffers,
     sinusoid_table,
 )
-from dawn_lightning.stages.audio_to_motion import file_sha256, load_motion_diffusion
-from dawn_lightning.stages.motion import load_motion_autoencoder
-from dawn_lightning.stages.pose_blink import load_pose_blink_generator
 from tests.pipeline_fixtures import portrait, speech, tiny_hubert, write_wav
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.models.common import perceptual
 from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss, Vgg19Features
 from dawn_lightning.models.motion.equivariance import RandomTPS, equivariance_losses
 from dawn_lightning.models.motion.geometry import coordinate_grid
 from dawn_lightning.models.motion.region_predictor import box_region_loss, heatmap_moments
+from dawn_lightning.tensors.boxes import box_mask
 
 
 def smooth_image(batch: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:

@@ -5,12 +5,14 @@ import functools
 import pytest
 import torch
 
+from dawn_lightning.checkpoints import MOTION, load_motion_autoencoder, net_state, read, save
 from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
-from dawn_lightning.data.transforms import box_mask, frames_to_tensor
+from dawn_lightning.data.transforms import frames_to_tensor
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.geometry import coordinate_grid
-from dawn_lightning.stages.motion import MotionAutoencoderModule, load_motion_autoencoder
+from dawn_lightning.stages.motion import MotionAutoencoderModule
+from dawn_lightning.tensors.boxes import box_mask
 
 TINY = {"block_expansion": 8, "max_features": 32, "num_blocks": 3}
 
@@ -168,7 +170,7 @@ def test_train_stage1_and_reload_checkpoint(synthetic, tmp_path):
     # the whole training state resumes from the same file
     module = MotionAutoencoderModule.load_from_checkpoint(
         tmp_path / "last.ckpt",
-        net=MotionAutoencoder(**checkpoint["motion_autoencoder_config"]),
+        net=MotionAutoencoder(**read(tmp_path / "last.ckpt", MOTION).record["config"]),
         optimizer=functools.partial(torch.optim.Adam),
         weights_only=True,
     )
@@ -189,12 +191,6 @@ def test_benchmark_functions_run(synthetic, tmp_path):
     decode = motion.decode_throughput("motion_64", 64, frames=4, batch_sizes=(2,))
     assert decode["loop_reencode_ms"] > 0 and decode["batch2_ms"] > 0
     net = tiny_net()
-    torch.save(
-        {
-            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-            "motion_autoencoder_config": net.config,
-        },
-        tmp_path / "tiny.ckpt",
-    )
+    save(tmp_path / "tiny.ckpt", MOTION, {"config": net.config}, net_state(net))
     quality = motion.reconstruction_quality(tmp_path / "tiny.ckpt", str(synthetic.root), pairs_per_clip=2)
     assert quality["pairs"] == 4 and 5 < quality["psnr_copy"] < 60 and 0 < quality["psnr_model"] < 60

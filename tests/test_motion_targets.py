@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dawn_lightning.checkpoints import load_motion_autoencoder
 from dawn_lightning.cli.train import train
 from dawn_lightning.data.datasets import VideoClipDataset
 from dawn_lightning.data.motion_targets import MotionTargets, precompute_motion_targets
 from dawn_lightning.data.store import ClipStore, StoreError
 from dawn_lightning.data.transforms import frames_to_tensor
-from dawn_lightning.stages.audio_to_motion import AudioToMotionModule, motion_targets
-from dawn_lightning.stages.motion import load_motion_autoencoder
+from dawn_lightning.models.audio_to_motion.motion_diffusion import motion_targets
+from dawn_lightning.stages.audio_to_motion import AudioToMotionModule
 from tests.test_audio_to_motion import motion_ckpt, stage3_config  # noqa: F401 (a fixture)
 
 FRAMES, STRIDE = 8, 5

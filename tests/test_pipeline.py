@@ -11,11 +11,12 @@ import soundfile
 import torch
 from PIL import Image
 
+from dawn_lightning.checkpoints import default_checkpoints
 from dawn_lightning.data.audio_features import LogMelFeatures, features_from_spec
 from dawn_lightning.data.portrait import PortraitError, load_portrait, read_image
 from dawn_lightning.data.speech import SpeechError, load_speech
-from dawn_lightning.models.a2v.temporal_attention import TemporalAttention
-from dawn_lightning.pipeline import DawnPipeline, chunk_bounds, default_checkpoints, load_pose_blink
+from dawn_lightning.models.audio_to_motion.temporal_attention import TemporalAttention
+from dawn_lightning.pipeline import DawnPipeline, chunk_bounds, load_pose_blink
 from tests.pipeline_fixtures import BAD_AUDIO, bad_audio, portrait, speech
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"

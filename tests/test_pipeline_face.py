@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dawn_lightning.checkpoints import AUDIO_TO_MOTION, read, save
 from dawn_lightning.cli.generate import generate
 from dawn_lightning.data.preprocess.portrait_state import NoFaceError, measure_portrait
 from dawn_lightning.pipeline import DawnPipeline, FaceInitialState, MeanInitialState
@@ -69,9 +70,9 @@ def test_pipeline_uses_the_backend_and_names_a_faceless_portrait(checkpoints, in
 def test_imported_units_keep_the_recorded_pose_and_blink(checkpoints, tmp_path, caplog):
     """A stage 3 that records its own initial state (imported DAWN weights: 3DDFA pose, eye ratios): the
     backend gives the face box only, and says so."""
-    ckpt = torch.load(checkpoints["diffusion"], weights_only=False)
-    ckpt["motion_diffusion"]["initial_state"] = {"pose": [0, 0, 0, 5e-4, 56.5, 64.9], "blink": [0.3, 0.3]}
-    torch.save(ckpt, tmp_path / "imported.ckpt")
+    stage3 = read(checkpoints["diffusion"], AUDIO_TO_MOTION)
+    stage3.record["initial_state"] = {"pose": [0, 0, 0, 5e-4, 56.5, 64.9], "blink": [0.3, 0.3]}
+    save(tmp_path / "imported.ckpt", AUDIO_TO_MOTION, stage3.record, stage3.weights)
     with caplog.at_level(logging.WARNING, logger="dawn_lightning.pipeline"):
         generator = pipeline(checkpoints | {"diffusion": tmp_path / "imported.ckpt"}, face_backend=BoxFace())
     assert any("records its own pose/blink units" in r.getMessage() for r in caplog.records)

@@ -17,8 +17,8 @@ import pytest
 import torch
 import yaml
 
-from dawn_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
 from dawn_lightning.resume import CLAIM, FINISHED, find_resumable_run
+from dawn_lightning.training.checkpoint_io import AtomicCheckpointIO
 
 DAWN_TRAIN = Path(sys.executable).with_name("dawn-train")
 
@@ -77,7 +77,7 @@ def test_a_kill_while_saving_keeps_the_previous_checkpoint(tmp_path):
     script = textwrap.dedent(
         f"""
         import torch
-        from dawn_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
+        from dawn_lightning.training.checkpoint_io import AtomicCheckpointIO
         io, base = AtomicCheckpointIO(), torch.arange(4 << 20, dtype=torch.float32)
         for step in range(10**6):
             io.save_checkpoint({{"step": step, "w": base + step}}, {str(path)!r})

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dawn_lightning.data.datamodules import VideoClipDataModule
-from dawn_lightning.data.sampling import EpochSampler, SampleDraws, sample_rng, split_key
+from dawn_lightning.data.sampling import EpochSampler, sample_rng, split_key
+from dawn_lightning.tensors.draws import SampleDraws
 
 
 def batches(sampler: EpochSampler, batch_size: int) -> list[list[tuple[int, int]]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hydra
 import torch
 
-from dawn_lightning.data.sampling import SampleDraws
+from dawn_lightning.tensors.draws import SampleDraws
 from tests.test_audio_to_motion import motion_ckpt, stage3_config  # noqa: F401 (a fixture)
 
 

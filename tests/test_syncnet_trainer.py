@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from dawn_lightning.checkpoints import load_compact_syncnet
 from dawn_lightning.data.sync_pairs import RenderingDegradation, SyncPairDataModule
 from dawn_lightning.metrics.lse import sync_scores
 from dawn_lightning.models.syncnet import CompactSyncNet
-from dawn_lightning.stages.syncnet import SyncNetModule, load_compact_syncnet
+from dawn_lightning.stages.syncnet import SyncNetModule
 
 
 def held_out_accuracy(net: CompactSyncNet, dataset) -> float:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dawn_lightning.models.a2v.temporal_attention import TemporalAttention, banded_attention
+from dawn_lightning.models.audio_to_motion.temporal_attention import TemporalAttention, banded_attention
 from dawn_lightning.models.common.relative_position import RelativePositionBias, relative_position_bucket
 from dawn_lightning.models.common.rotary import RotaryEmbedding
 

@@ -13,11 +13,15 @@ from einops import rearrange
 from safetensors.torch import load_file
 from torch import nn
 
-from dawn_lightning.data.transforms import box_mask
-from dawn_lightning.models.a2v.blocks import FrameConv3d, FrameConvTranspose3d
-from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder, NullOrTokenAttention, layer_norm_last
-from dawn_lightning.models.a2v.unet3d import UNet3D
+from dawn_lightning.models.audio_to_motion.blocks import FrameConv3d, FrameConvTranspose3d
+from dawn_lightning.models.audio_to_motion.conditioning import (
+    FaceRegionEncoder,
+    NullOrTokenAttention,
+    layer_norm_last,
+)
+from dawn_lightning.models.audio_to_motion.unet3d import UNet3D
 from dawn_lightning.released.mapping import load_checked, map_a2v
+from dawn_lightning.tensors.boxes import box_mask
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "reference/golden/unet3d_small.safetensors"
 SMALL = dict(

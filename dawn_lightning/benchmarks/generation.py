@@ -2,11 +2,11 @@
 inference pipeline, portrait + speech -> mp4, broken down into its phases: audio features, stage 2 (pose and
 blink), stage 3 sampling (all frames at once), stage 1 decoding and encoding to mp4.
 
-Sizes: 64 px (the CPU-demo models ``motion_64``, ``pbnet_cpu``, ``a2v_64``) and 128 px (the paper's sizes,
-``motion_128``, ``pbnet``, ``a2v_128``). The networks are built from those configs with random weights
-(timing and memory do not depend on the weights) and saved as the three checkpoints the pipeline loads, so
-the measured code is `DawnPipeline` itself. Audio features are our default log-mel (80 wide); the paper's
-HuBERT features are 1024 wide, which widens only the first layers of stages 2 and 3.
+Sizes: 64 px (the CPU-demo models ``motion_64``, ``pbnet_cpu``, ``audio_to_motion_64``) and 128 px (the
+paper's sizes, ``motion_128``, ``pbnet``, ``audio_to_motion_128``). The networks are built from those configs
+with random weights (timing and memory do not depend on the weights) and saved as the three checkpoints the
+pipeline loads, so the measured code is `DawnPipeline` itself. Audio features are our default log-mel (80
+wide); the paper's HuBERT features are 1024 wide, which widens only the first layers of stages 2 and 3.
 
 Every (size, seconds) configuration runs in a fresh process (multiprocessing, "spawn"): load the pipeline,
 one short warm-up generation (imports, first-call set-up), then the measured generation and mp4 encoding.
@@ -34,13 +34,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from dawn_lightning import FPS, SAMPLE_RATE
 from dawn_lightning.allocator import keep_freed_memory
-from dawn_lightning.benchmarks.a2v import _peak_mib, _reset_peak, _status_mib, skip_reason
+from dawn_lightning.benchmarks.audio_to_motion import _peak_mib, _reset_peak, _status_mib, skip_reason
 from dawn_lightning.config import CONF_DIR
 
 # Frame size -> the model configs of stages 1, 2 and 3 (conf/model/<name>.yaml).
 SIZES: dict[int, dict[str, str]] = {
-    64: {"motion": "motion_64", "pose_blink": "pbnet_cpu", "diffusion": "a2v_64"},
-    128: {"motion": "motion_128", "pose_blink": "pbnet", "diffusion": "a2v_128"},
+    64: {"motion": "motion_64", "pose_blink": "pbnet_cpu", "diffusion": "audio_to_motion_64"},
+    128: {"motion": "motion_128", "pose_blink": "pbnet", "diffusion": "audio_to_motion_128"},
 }
 PHASES = ("audio_features", "stage2", "stage3", "stage1", "encode")
 PAPER_AUDIO_DIM = 1024  # HuBERT-large, the paper's audio features
@@ -91,14 +91,11 @@ def write_checkpoints(size: int, root: str | os.PathLike, steps: int = 20, seed:
     """Random-weight checkpoints of the three stages at ``size`` px under ``root``, in the formats the stage
     loaders read: {"motion", "pose_blink", "diffusion"} -> path. The stage-3 record's sampler is DDIM with
     ``steps`` steps, eta 1, no thresholding, no guidance."""
+    from dawn_lightning.checkpoints import AUDIO_TO_MOTION, MOTION, POSE_BLINK, file_sha256, net_state, save
     from dawn_lightning.data.audio_features import LogMelFeatures
-    from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion
+    from dawn_lightning.models.audio_to_motion.motion_diffusion import MotionDiffusion
     from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
     from dawn_lightning.models.pose_blink.pbnet import PBNet
-    from dawn_lightning.stages.audio_to_motion import CHECKPOINT_KEY as DIFFUSION_KEY
-    from dawn_lightning.stages.audio_to_motion import file_sha256
-    from dawn_lightning.stages.motion import CHECKPOINT_KEY as MOTION_KEY
-    from dawn_lightning.stages.pose_blink import CHECKPOINT_KEY as POSE_BLINK_KEY
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -108,16 +105,12 @@ def write_checkpoints(size: int, root: str | os.PathLike, steps: int = 20, seed:
     torch.manual_seed(seed)
 
     motion = MotionAutoencoder(**configs["motion"]).eval()
-    torch.save(
-        {MOTION_KEY: motion.config, "state_dict": {f"net.{k}": v for k, v in motion.state_dict().items()}},
-        paths["motion"],
-    )
+    save(paths["motion"], MOTION, {"config": motion.config}, net_state(motion))
 
     pbnet = PBNet(state_dim=len(STATE_MEAN), audio_dim=spec["dim"], **configs["pose_blink"]).eval()
-    state = {f"net.{k}": v for k, v in pbnet.state_dict().items()}
-    state["state_mean"], state["state_std"] = torch.tensor(STATE_MEAN), torch.tensor(STATE_STD)
-    entry = {"class": "PBNet", "config": pbnet.config, "signals": "both", "audio_features": spec}
-    torch.save({POSE_BLINK_KEY: entry, "state_dict": state}, paths["pose_blink"])
+    state = net_state(pbnet) | {"state_mean": torch.tensor(STATE_MEAN), "state_std": torch.tensor(STATE_STD)}
+    record = {"class": "PBNet", "config": pbnet.config, "signals": "both", "audio_features": spec}
+    save(paths["pose_blink"], POSE_BLINK, record, state)
 
     diffusion = MotionDiffusion(
         audio_dim=spec["dim"], z_channels=motion.z_channels, **configs["diffusion"]
@@ -140,8 +133,7 @@ def write_checkpoints(size: int, root: str | os.PathLike, steps: int = 20, seed:
         "frame_size": size,
         "mean_face_box": MEAN_FACE_BOX,
     }
-    state = {f"net.{k}": v for k, v in diffusion.state_dict().items()}
-    torch.save({DIFFUSION_KEY: record, "state_dict": state}, paths["diffusion"])
+    save(paths["diffusion"], AUDIO_TO_MOTION, record, net_state(diffusion))
     return paths
 
 

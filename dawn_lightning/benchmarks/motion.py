@@ -10,10 +10,11 @@ from omegaconf import OmegaConf
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from dawn_lightning.benchmarks.timing import median_seconds
+from dawn_lightning.checkpoints import load_motion_autoencoder
 from dawn_lightning.config import compose
 from dawn_lightning.data.datasets import FramePairDataset
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
-from dawn_lightning.stages.motion import MotionAutoencoderModule, load_motion_autoencoder
+from dawn_lightning.stages.motion import MotionAutoencoderModule
 
 
 def model_config(name: str) -> dict:

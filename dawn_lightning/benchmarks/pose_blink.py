@@ -6,9 +6,10 @@ import time
 
 import torch
 
+from dawn_lightning.checkpoints import load_pose_blink_generator
 from dawn_lightning.data.datasets import SignalWindowDataset
 from dawn_lightning.data.store import ClipStore
-from dawn_lightning.stages.pose_blink import SIGNALS, compare_tracks, load_pose_blink_generator
+from dawn_lightning.stages.pose_blink import SIGNALS, compare_tracks
 
 
 @torch.no_grad()

@@ -13,10 +13,10 @@ import lightning as L
 import torch
 
 from dawn_lightning.benchmarks.motion import model_config
+from dawn_lightning.checkpoints import MOTION, net_state, save
 from dawn_lightning.config import compose
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
-from dawn_lightning.stages.motion import CHECKPOINT_KEY
-from dawn_lightning.stages.speed import compile_network
+from dawn_lightning.training.speed import compile_network
 
 EXPERIMENTS = {"stage1": "stage1", "stage2": "stage2", "stage3": "stage3a"}
 
@@ -34,9 +34,7 @@ class StepTimes(L.Callback):
 def random_stage1(path: Path, model: str = "motion_64") -> Path:
     """A stage-1 checkpoint with random weights (stage 3's speed does not depend on them)."""
     net = MotionAutoencoder(**model_config(model))
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({CHECKPOINT_KEY: net.config, "state_dict": state}, path)
-    return path
+    return save(path, MOTION, {"config": net.config}, net_state(net))
 
 
 def training_speed(

@@ -16,14 +16,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
-RAW_WEIGHTS_KEY = "current_model_state"  # where `WeightAveraging` keeps the raw weights in a checkpoint
-
-
-def checkpoint_weights(checkpoint: dict, ema: bool = True) -> dict[str, torch.Tensor]:
-    """A loaded checkpoint's weights: the EMA ones (its ``state_dict``) or, with ``ema`` false, the raw ones
-    when the run kept an average (the ``state_dict`` is raw otherwise)."""
-    return checkpoint["state_dict"] if ema else checkpoint.get(RAW_WEIGHTS_KEY, checkpoint["state_dict"])
-
 
 def ema_average(
     average: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor, decay: float, warmup: bool

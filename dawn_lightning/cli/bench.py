@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = {"torch_threads": torch.get_num_threads()}
     if args.stage == "stage3":
-        from dawn_lightning.benchmarks import a2v
+        from dawn_lightning.benchmarks import audio_to_motion
 
-        results = a2v.stage3(
+        results = audio_to_motion.stage3(
             sizes=args.sizes,
             frames=args.frames,
             attentions=args.attention,
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "train":
             table = training.markdown(results["runs"])
         else:
-            table = (a2v if args.stage == "stage3" else generation).markdown(results)
+            table = (audio_to_motion if args.stage == "stage3" else generation).markdown(results)
         out.with_suffix(".md").write_text(table + "\n")
         print(table)
         print(f"\nwritten: {out}, {out.with_suffix('.md')}")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dawn_lightning.allocator import keep_freed_memory
-from dawn_lightning.pipeline import latest_checkpoint
+from dawn_lightning.checkpoints import latest_checkpoint
 
 log = logging.getLogger("dawn_lightning.demo")
 

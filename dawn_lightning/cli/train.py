@@ -22,7 +22,7 @@ from dawn_lightning.callbacks.monitoring import log_config_text, print_config_tr
 from dawn_lightning.config import CONF_DIR
 from dawn_lightning.report import write_summary
 from dawn_lightning.resume import claim, find_resumable_run, mark_finished
-from dawn_lightning.stages.speed import compile_network
+from dawn_lightning.training.speed import compile_network
 
 log = logging.getLogger("dawn_lightning.train")
 

@@ -12,14 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dawn_lightning import SAMPLE_RATE, SAMPLES_PER_FRAME
-
-
-def fit_length(audio: np.ndarray, num_frames: int) -> np.ndarray:
-    """Trim or zero-pad mono ``audio`` (N,) to exactly ``num_frames`` * 640 samples."""
-    target = num_frames * SAMPLES_PER_FRAME
-    if len(audio) >= target:
-        return audio[:target]
-    return np.pad(audio, (0, target - len(audio)))
+from dawn_lightning.tensors.frames import fit_length
 
 
 @dataclass(frozen=True)

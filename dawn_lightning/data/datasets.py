@@ -17,11 +17,11 @@ from einops import rearrange
 from torch.utils.data import Dataset
 
 from dawn_lightning import SAMPLES_PER_FRAME
-from dawn_lightning.data.audio_features import fit_length
 from dawn_lightning.data.motion_targets import MotionTargets
 from dawn_lightning.data.sampling import Key, draw_seed, sample_rng, split_key
 from dawn_lightning.data.store import ClipInfo, ClipReader, ClipStore, StoreError
 from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
+from dawn_lightning.tensors.frames import fit_length
 
 SIGNALS = ("audio_features", "pose", "blink", "face_box", "mouth_box")
 # Readers a forked worker inherited from its parent. They are kept alive, never used: destroying a decord

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dawn_lightning import FPS, SAMPLE_RATE
-from dawn_lightning.data.audio_features import fit_length
+from dawn_lightning.tensors.frames import fit_length
 
 HUBERT_URL = "https://huggingface.co/facebook/hubert-large-ls960-ft"
 HOP, WINDOW = 320, 400  # HuBERT's convolutional front end: one feature every 20 ms, each over 25 ms

@@ -43,8 +43,8 @@ def precompute_motion_targets(
 ) -> dict:
     """Writes the targets of every clip of ``splits`` to ``out_dir``; returns counts of clips done, skipped
     (done before, or too short) and failed."""
-    from dawn_lightning.stages.audio_to_motion import file_sha256, motion_targets
-    from dawn_lightning.stages.motion import load_motion_autoencoder
+    from dawn_lightning.checkpoints import file_sha256, load_motion_autoencoder
+    from dawn_lightning.models.audio_to_motion.motion_diffusion import motion_targets
 
     if frames < 1 or stride < 1:
         raise ValueError(f"frames and stride must be >= 1, got {frames}, {stride}")

@@ -49,7 +49,7 @@ def build_syncnet(kind: str, weights: str):
     if kind == "syncnet_v2":
         return load_syncnet_v2(weights)
     if kind == "compact":
-        from dawn_lightning.stages.syncnet import load_compact_syncnet
+        from dawn_lightning.checkpoints import load_compact_syncnet
 
         return load_compact_syncnet(weights)
     raise ValueError(f"metrics.lse.kind must be 'compact' (make train-syncnet) or 'syncnet_v2', got {kind!r}")

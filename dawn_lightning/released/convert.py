@@ -24,17 +24,14 @@ from typing import Any
 
 import torch
 
-from dawn_lightning import __version__
-from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
-from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion
+from dawn_lightning import __version__, checkpoints
+from dawn_lightning.checkpoints import AUDIO_TO_MOTION, MOTION, POSE_BLINK, file_sha256, net_state
+from dawn_lightning.models.audio_to_motion.conditioning import FaceRegionEncoder
+from dawn_lightning.models.audio_to_motion.motion_diffusion import MotionDiffusion
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.pose_blink.pbnet import PBNet
 from dawn_lightning.released import conventions as C
 from dawn_lightning.released.mapping import LFG_MODULES, load_checked, map_a2v, map_lfg, map_pbnet
-from dawn_lightning.stages.audio_to_motion import CHECKPOINT_KEY as DIFFUSION_KEY
-from dawn_lightning.stages.audio_to_motion import file_sha256
-from dawn_lightning.stages.motion import CHECKPOINT_KEY as MOTION_KEY
-from dawn_lightning.stages.pose_blink import CHECKPOINT_KEY as POSE_BLINK_KEY
 
 log = logging.getLogger(__name__)
 TOOL = "dawn-import-dawn"
@@ -226,33 +223,21 @@ def import_pbnet(path: str | os.PathLike, signal: str, trust_pickle: bool = Fals
 
 
 # -- writing our checkpoints ---------------------------------------------------------------------------------
-def _save(payload: dict, path: Path) -> None:
-    """torch.save, atomically (a temporary name, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
-def _net_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {f"net.{k}": v for k, v in net.state_dict().items()}
-
-
 def write_motion(net: MotionAutoencoder, source: Source, path: Path) -> None:
-    _save({MOTION_KEY: net.config, "state_dict": _net_state(net), "imported": source.record()}, path)
+    checkpoints.save(path, MOTION, {"config": net.config}, net_state(net), source.record())
 
 
 def write_pose_blink(net: PBNet, signal: str, source: Source, path: Path) -> None:
     mean, std = (C.POSE_MEAN, C.POSE_STD) if signal == "pose" else (C.BLINK_MEAN, C.BLINK_STD)
-    entry = {
+    record = {
         "class": "PBNet",
         "config": net.config,
         "signals": signal,
         "audio_features": dict(C.HUBERT_FEATURES),
         "units": C.STATE_UNITS[signal],
     }
-    state = _net_state(net) | {"state_mean": torch.tensor(mean), "state_std": torch.tensor(std)}
-    _save({POSE_BLINK_KEY: entry, "state_dict": state, "imported": source.record()}, path)
+    state = net_state(net) | {"state_mean": torch.tensor(mean), "state_std": torch.tensor(std)}
+    checkpoints.save(path, POSE_BLINK, record, state, source.record())
 
 
 def write_diffusion(
@@ -269,7 +254,7 @@ def write_diffusion(
         "initial_state": {"pose": list(C.DEFAULT_POSE), "blink": list(C.DEFAULT_BLINK)},
         "warnings": [C.FACE_ENCODER_WARNING],
     }
-    _save({DIFFUSION_KEY: record, "state_dict": _net_state(net), "imported": source.record()}, path)
+    checkpoints.save(path, AUDIO_TO_MOTION, record, net_state(net), source.record())
 
 
 def frame_size_of(size: int | None, *names: str | os.PathLike | None) -> int:

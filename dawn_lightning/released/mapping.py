@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from dawn_lightning.diffusion import NoiseSchedule, posterior_coefficients
-from dawn_lightning.models.a2v.unet3d import convert_reference_state_dict
+from dawn_lightning.models.audio_to_motion.unet3d import convert_reference_state_dict
 from dawn_lightning.models.pose_blink.pbnet import from_reference_state_dict
 
 LFG_MODULES = ("region_predictor", "bg_predictor", "generator")

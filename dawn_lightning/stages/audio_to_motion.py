@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,47 +10,35 @@ import lightning as L
 import torch
 from einops import rearrange
 
-from dawn_lightning.callbacks.ema import RAW_WEIGHTS_KEY, checkpoint_weights
+from dawn_lightning.checkpoints import (
+    AUDIO_TO_MOTION,
+    KEYS,
+    RAW_WEIGHTS_KEY,
+    add_record,
+    file_sha256,
+    load_motion_autoencoder,
+    load_motion_diffusion,
+)
 from dawn_lightning.data.motion_targets import META
-from dawn_lightning.data.sampling import SampleDraws, torch_rng_seeded
 from dawn_lightning.data.store import read_json
-from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.data.video_io import write_mp4
 from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
-from dawn_lightning.models.a2v.blocks import ConditionedResBlock, PreNormResidual
-from dawn_lightning.models.a2v.motion_diffusion import MotionDiffusion, motion_to_x0, x0_to_motion
+from dawn_lightning.models.audio_to_motion.blocks import ConditionedResBlock, PreNormResidual
+from dawn_lightning.models.audio_to_motion.motion_diffusion import (
+    MotionDiffusion,
+    motion_targets,
+    x0_to_motion,
+)
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
-from dawn_lightning.stages.motion import load_motion_autoencoder
-from dawn_lightning.stages.optim import optimizer_with_schedule
-from dawn_lightning.stages.speed import checkpoint_activations
-from dawn_lightning.stages.visuals import clip_grid, video_summary
+from dawn_lightning.tensors.boxes import box_mask
+from dawn_lightning.tensors.draws import SampleDraws, torch_rng_seeded
+from dawn_lightning.training.optim import optimizer_with_schedule
+from dawn_lightning.training.speed import checkpoint_activations
+from dawn_lightning.training.visuals import clip_grid, video_summary
 
 log = logging.getLogger(__name__)
-CHECKPOINT_KEY = "motion_diffusion"
 FROZEN_PREFIX = "motion."
 WEIGHT_KEYS = {"state_dict", RAW_WEIGHTS_KEY}  # the weights (the EMA's when there is one) and the raw ones
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@torch.no_grad()
-def motion_targets(
-    motion: MotionAutoencoder, video: torch.Tensor, reference: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stage 3's targets by the (frozen) stage-1 ``motion``: video (B, 3, F, S, S), reference (B, 3, S, S) in
-    [0, 1] -> x0 (B, 3, F, S/4, S/4) of every frame against the reference, and z_src (B, C_z, S/4, S/4)."""
-    b, _, f = video.shape[:3]
-    frames = rearrange(video, "b c f h w -> (b f) c h w")
-    regions = {k: v.repeat_interleave(f, 0) for k, v in motion.regions(reference).items()}
-    sources = reference.repeat_interleave(f, 0)
-    flow = motion.motion(sources, frames, source_regions=regions)
-    return motion_to_x0(flow["grid"], flow["occlusion"], b), motion.encode(reference).z
 
 
 class AudioToMotionModule(L.LightningModule):
@@ -364,50 +351,20 @@ class AudioToMotionModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         for key in WEIGHT_KEYS & checkpoint.keys():
             checkpoint[key] = {k: v for k, v in checkpoint[key].items() if not k.startswith(FROZEN_PREFIX)}
-        checkpoint[CHECKPOINT_KEY] = {
+        record = {
             "config": self.net.config,
             "motion_ckpt": str(Path(self.hparams.motion_ckpt).resolve()),
             "motion_ckpt_sha256": self.motion_ckpt_sha256,
             "sampler": self.sampler_settings,
             **self.data_spec,
         }
+        add_record(checkpoint, AUDIO_TO_MOTION, record)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        record = checkpoint.get(CHECKPOINT_KEY, {})
+        record = checkpoint.get(KEYS[AUDIO_TO_MOTION], {})
         self.data_spec = {
             k: record[k] for k in ("audio_features", "frame_size", "mean_face_box") if k in record
         }
         frozen = {k: v for k, v in self.state_dict().items() if k.startswith(FROZEN_PREFIX)}
         for key in WEIGHT_KEYS & checkpoint.keys():
             checkpoint[key].update(frozen)
-
-
-def load_motion_diffusion(
-    path: str | Path, map_location: str | torch.device = "cpu", ema: bool = True
-) -> tuple[MotionDiffusion, dict]:
-    """The network of a stage-3 checkpoint (eval mode), loaded with ``weights_only=True``, and its record:
-    {"config", "motion_ckpt", "motion_ckpt_sha256", "sampler", "audio_features", "frame_size",
-    "mean_face_box"}. ``ema``: the EMA weights when the run kept an average (`EMA`), else the raw ones."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no stage-3 checkpoint there (train one with `make train-stage3`)")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if CHECKPOINT_KEY not in checkpoint:
-        raise ValueError(f"{path}: not a stage-3 (motion diffusion) checkpoint: no {CHECKPOINT_KEY!r} entry")
-    record = checkpoint[CHECKPOINT_KEY]
-    net = MotionDiffusion.from_config(record["config"])
-    weights = checkpoint_weights(checkpoint, ema)
-    state = {k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")}
-    net.load_state_dict(state, strict=True)
-    return net.eval(), record
-
-
-def check_motion_checkpoint(record: dict, motion_ckpt: str | Path) -> None:
-    """Warns when the stage-1 checkpoint given at inference is not the one stage 3 was trained on."""
-    if file_sha256(motion_ckpt) != record["motion_ckpt_sha256"]:
-        log.warning(
-            "stage 1 %s is not the checkpoint stage 3 was trained with (%s, sha256 %s...)",
-            motion_ckpt,
-            record["motion_ckpt"],
-            record["motion_ckpt_sha256"][:12],
-        )

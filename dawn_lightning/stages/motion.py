@@ -1,28 +1,27 @@
-"""Stage 1: training the motion autoencoder (DAWN's latent flow generator); loading it for later stages."""
+"""Stage 1: training the motion autoencoder (DAWN's latent flow generator)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import lightning as L
 import torch
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from dawn_lightning.data.sampling import SampleDraws
-from dawn_lightning.data.transforms import box_mask
+from dawn_lightning.checkpoints import MOTION, add_record
 from dawn_lightning.metrics.lpips import LPIPS
 from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.equivariance import RandomTPS, equivariance_losses
 from dawn_lightning.models.motion.region_predictor import box_region_loss
-from dawn_lightning.stages.optim import optimizer_with_schedule
-from dawn_lightning.stages.visuals import motion_grid
+from dawn_lightning.tensors.boxes import box_mask
+from dawn_lightning.tensors.draws import SampleDraws
+from dawn_lightning.training.optim import optimizer_with_schedule
+from dawn_lightning.training.visuals import motion_grid
 
 log = logging.getLogger(__name__)
-CHECKPOINT_KEY = "motion_autoencoder_config"
 # Frozen helpers (VGG, LPIPS) are rebuilt from config, never saved in checkpoints.
 AUXILIARY_PREFIXES = ("perceptual.", "val_metrics.")
 
@@ -143,7 +142,7 @@ class MotionAutoencoderModule(L.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.net.config
+        add_record(checkpoint, MOTION, {"config": self.net.config})
         checkpoint["state_dict"] = {
             k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(AUXILIARY_PREFIXES)
         }
@@ -151,19 +150,3 @@ class MotionAutoencoderModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         own = self.state_dict()
         checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(AUXILIARY_PREFIXES)})
-
-
-def load_motion_autoencoder(path: str | Path, map_location: str | torch.device = "cpu") -> MotionAutoencoder:
-    """The trained network of a stage-1 checkpoint, in eval mode, loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no stage-1 checkpoint there (train one with `make train-stage1`)")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if CHECKPOINT_KEY not in checkpoint:
-        raise ValueError(
-            f"{path}: not a stage-1 (motion autoencoder) checkpoint: no {CHECKPOINT_KEY!r} entry"
-        )
-    net = MotionAutoencoder(**checkpoint[CHECKPOINT_KEY])
-    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state, strict=True)
-    return net.eval()

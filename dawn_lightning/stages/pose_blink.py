@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -12,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dawn_lightning import FPS
-from dawn_lightning.callbacks.ema import checkpoint_weights
-from dawn_lightning.data.sampling import SampleDraws
+from dawn_lightning.checkpoints import KEYS, POSE_BLINK, add_record
 from dawn_lightning.metrics.motion_stats import (
     beat_align_score,
     blink_rate,
@@ -21,6 +19,7 @@ from dawn_lightning.metrics.motion_stats import (
     motion_beats,
     onset_frames_from_logmel,
 )
+from dawn_lightning.tensors.draws import SampleDraws
 
 log = logging.getLogger(__name__)
 SIGNALS = {"pose": ("pose",), "blink": ("blink",), "both": ("pose", "blink")}
@@ -37,7 +36,6 @@ def _least_squares(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 GAN_LOSSES = {"bce": _bce, "lsgan": _least_squares}
-CHECKPOINT_KEY = "pose_blink_generator"
 
 
 class PoseBlinkModule(L.LightningModule):
@@ -232,7 +230,7 @@ class PoseBlinkModule(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=True)
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_figure"):
-            from dawn_lightning.stages.plots import track_figure
+            from dawn_lightning.training.plots import track_figure
 
             first = self._validation[0]
             for i in range(min(self.hparams.num_plotted, len(first["mask"]))):
@@ -254,15 +252,16 @@ class PoseBlinkModule(L.LightningModule):
         return [n for k in SIGNALS[self.hparams.signals] for n in names[k]]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = {
+        record = {
             "class": type(self.net).__name__,
             "config": self.net.config,
             "signals": self.hparams.signals,
             "audio_features": self.audio_features,
         }
+        add_record(checkpoint, POSE_BLINK, record)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.audio_features = checkpoint.get(CHECKPOINT_KEY, {}).get("audio_features")
+        self.audio_features = checkpoint.get(KEYS[POSE_BLINK], {}).get("audio_features")
 
 
 def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
@@ -308,30 +307,3 @@ def compare_tracks(records: list[dict], signals: str) -> dict[str, float]:
                         pooled[key] = [blinks + blink_rate(track) * length / FPS, frames + length]
     rates = {k: blinks * FPS / max(1, frames) for k, (blinks, frames) in pooled.items()}
     return {k: sum(v) / len(v) for k, v in sums.items()} | rates
-
-
-def load_pose_blink_generator(
-    path: str | Path, map_location="cpu", ema: bool = True
-) -> tuple[nn.Module, dict]:
-    """The generator of a stage-2 checkpoint (eval mode) and its record: {"mean", "std", "signals",
-    "audio_features"} (the store's feature spec it was trained on). ``ema``: the EMA weights when the run
-    kept an average (`EMA`), else the raw ones."""
-    from dawn_lightning.models.pose_blink import GENERATORS
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no stage-2 checkpoint there (train one with `make train-stage2`)")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if CHECKPOINT_KEY not in checkpoint:
-        raise ValueError(f"{path}: not a stage-2 (pose/blink) checkpoint: no {CHECKPOINT_KEY!r} entry")
-    entry = checkpoint[CHECKPOINT_KEY]
-    net = GENERATORS[entry["class"]](**entry["config"])
-    state = checkpoint_weights(checkpoint, ema)
-    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    net.load_state_dict(weights)
-    return net.eval(), {
-        "mean": state["state_mean"],
-        "std": state["state_std"],
-        "signals": entry["signals"],
-        "audio_features": entry.get("audio_features"),
-    }

@@ -11,15 +11,13 @@ far faster on a CPU than SyncNet's original margin loss. Logged: ``train/loss``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
+from dawn_lightning.checkpoints import SYNCNET, add_record
 from dawn_lightning.models.syncnet import CompactSyncNet
-
-CHECKPOINT_KEY = "compact_syncnet"
 
 
 class SyncNetModule(L.LightningModule):
@@ -79,26 +77,4 @@ class SyncNetModule(L.LightningModule):
         return [optimizer], [scheduler]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = {"config": self.net.config}
-
-
-def load_compact_syncnet(path: str | Path, setting: str = "metrics.lse.weights") -> CompactSyncNet:
-    """The SyncNet of a `make train-syncnet` checkpoint, in eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{setting}: {path} does not exist (train a SyncNet with `make train-syncnet`)"
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{setting}: {path} is not a checkpoint ({str(error).splitlines()[0]})") from None
-    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
-        raise ValueError(
-            f"{setting}: {path} is not a `make train-syncnet` checkpoint (no {CHECKPOINT_KEY!r} entry); "
-            "for the public syncnet_v2.model set metrics.lse.kind=syncnet_v2"
-        )
-    net = CompactSyncNet(**checkpoint[CHECKPOINT_KEY]["config"])
-    weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(weights)
-    return net.eval()
+        add_record(checkpoint, SYNCNET, {"config": self.net.config})

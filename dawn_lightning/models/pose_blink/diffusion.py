@@ -26,11 +26,11 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.diffusion import DDIMSampler, NoiseSchedule, predict, target, training_terms
 from dawn_lightning.diffusion.parametrization import eps_from_x0
 from dawn_lightning.models.common.relative_position import RelativePositionBias
 from dawn_lightning.models.pose_blink.layers import FeedForward, SelfAttention, attention_bias, masked_mse
+from dawn_lightning.tensors.draws import SampleDraws
 
 
 class Block(nn.Module):

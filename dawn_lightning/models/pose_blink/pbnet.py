@@ -14,7 +14,6 @@ import torch
 from einops import repeat
 from torch import nn
 
-from dawn_lightning.data.sampling import SampleDraws
 from dawn_lightning.models.common.relative_position import RelativePositionBias
 from dawn_lightning.models.common.rotary import RotaryEmbedding
 from dawn_lightning.models.pose_blink.layers import (
@@ -25,6 +24,7 @@ from dawn_lightning.models.pose_blink.layers import (
     masked_mean,
     masked_mse,
 )
+from dawn_lightning.tensors.draws import SampleDraws
 
 
 class SinusoidalPositions(nn.Module):

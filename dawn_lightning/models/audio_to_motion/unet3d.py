@@ -26,7 +26,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from dawn_lightning.models.a2v.blocks import (
+from dawn_lightning.models.audio_to_motion.blocks import (
     ConditionedResBlock,
     FrameConv3d,
     PreNormResidual,
@@ -36,7 +36,7 @@ from dawn_lightning.models.a2v.blocks import (
     downsample,
     upsample,
 )
-from dawn_lightning.models.a2v.temporal_attention import TemporalAttention
+from dawn_lightning.models.audio_to_motion.temporal_attention import TemporalAttention
 from dawn_lightning.models.common.relative_position import RelativePositionBias
 
 Conditions = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

@@ -27,12 +27,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from dawn_lightning.data.transforms import box_mask
 from dawn_lightning.diffusion import NoiseSchedule, Sampler, guided_denoiser
 from dawn_lightning.diffusion.samplers import Progress
 from dawn_lightning.diffusion.temporal_smoothing import smooth_over_time
-from dawn_lightning.models.a2v.conditioning import FaceRegionEncoder
-from dawn_lightning.models.a2v.unet3d import UNet3D
+from dawn_lightning.models.audio_to_motion.conditioning import FaceRegionEncoder
+from dawn_lightning.models.audio_to_motion.unet3d import UNet3D
+from dawn_lightning.tensors.boxes import box_mask
 
 POSE_DIM, BLINK_DIM = 6, 2
 TARGETS = ("residual", "grid")
@@ -58,6 +58,21 @@ def x0_to_motion(x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     grid = rearrange(x0[:, :2], "b c f h w -> (b f) h w c")
     occlusion = rearrange((x0[:, 2:3] + 1) / 2, "b c f h w -> (b f) c h w").clamp(0, 1)
     return grid, occlusion
+
+
+@torch.no_grad()
+def motion_targets(
+    motion: nn.Module, video: torch.Tensor, reference: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 3's targets by the (frozen) stage-1 ``motion`` (a `MotionAutoencoder`): video (B, 3, F, S, S),
+    reference (B, 3, S, S) in [0, 1] -> x0 (B, 3, F, S/4, S/4) of every frame against the reference, and
+    z_src (B, C_z, S/4, S/4)."""
+    b, _, f = video.shape[:3]
+    frames = rearrange(video, "b c f h w -> (b f) c h w")
+    regions = {k: v.repeat_interleave(f, 0) for k, v in motion.regions(reference).items()}
+    sources = reference.repeat_interleave(f, 0)
+    flow = motion.motion(sources, frames, source_regions=regions)
+    return motion_to_x0(flow["grid"], flow["occlusion"], b), motion.encode(reference).z
 
 
 class MotionDiffusion(nn.Module):

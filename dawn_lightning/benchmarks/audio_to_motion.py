@@ -1,7 +1,8 @@
 """Stage-3 benchmark: the A2V-FDM denoiser's speed and memory against the number of frames F, with banded
 (DAWN's |i - j| <= 40) and full temporal attention, at 64 px (the tiny CPU sizes of
-``conf/model/a2v_64.yaml``) and 128 px (the paper's sizes, ``conf/model/a2v_128.yaml``), next to the reference
-implementation's figures on this machine (``reference-perf-notes.md``).
+``conf/model/audio_to_motion_64.yaml``) and 128 px (the paper's sizes,
+``conf/model/audio_to_motion_128.yaml``), next to the reference implementation's figures on this machine
+(``reference-perf-notes.md``).
 
 Every configuration runs in a fresh process (multiprocessing, "spawn"), so that its peak memory is its own:
 random weights (timing does not depend on them), fp32, batch 1, ``torch.set_num_threads(threads)``,
@@ -27,13 +28,13 @@ from omegaconf import OmegaConf
 from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.config import CONF_DIR
 from dawn_lightning.diffusion.registry import make_sampler
-from dawn_lightning.models.a2v.motion_diffusion import BLINK_DIM, POSE_DIM, MotionDiffusion
+from dawn_lightning.models.audio_to_motion.motion_diffusion import BLINK_DIM, POSE_DIM, MotionDiffusion
 
 # Frame size -> model config, the input widths and the motion size of that size (DAWN at 128 px: HuBERT 1024,
 # z_src 256, 32 x 32 motion).
 SIZES: dict[int, dict[str, Any]] = {
-    64: {"model": "a2v_64", "audio_dim": 80, "z_channels": 128, "motion": 16},
-    128: {"model": "a2v_128", "audio_dim": 1024, "z_channels": 256, "motion": 32},
+    64: {"model": "audio_to_motion_64", "audio_dim": 80, "z_channels": 128, "motion": 16},
+    128: {"model": "audio_to_motion_128", "audio_dim": 1024, "z_channels": 256, "motion": 32},
 }
 ATTENTIONS = ("banded", "full")
 
@@ -55,10 +56,10 @@ MEMORY_MARGIN = 0.9
 
 
 def model_sizes(size: int) -> dict[str, Any]:
-    """``net.unet`` of the model config of ``size`` px: a2v_64's overrides merged onto a2v_128 (nothing
-    resolved; the unet block holds no interpolation)."""
-    config = OmegaConf.load(CONF_DIR / "model" / "a2v_128.yaml").net.unet
-    if SIZES[size]["model"] != "a2v_128":
+    """``net.unet`` of the model config of ``size`` px: audio_to_motion_64's overrides merged onto
+    audio_to_motion_128 (nothing resolved; the unet block holds no interpolation)."""
+    config = OmegaConf.load(CONF_DIR / "model" / "audio_to_motion_128.yaml").net.unet
+    if SIZES[size]["model"] != "audio_to_motion_128":
         overrides = OmegaConf.load(CONF_DIR / "model" / f"{SIZES[size]['model']}.yaml").net.unet
         config = OmegaConf.merge(config, overrides)
     return OmegaConf.to_container(config)

@@ -24,250 +24,50 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from dawn_lightning import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from dawn_lightning.data.audio_features import features_from_spec, fit_length
+from dawn_lightning.checkpoints import (
+    check_motion_checkpoint,
+    default_checkpoints,
+    load_motion_autoencoder,
+    load_motion_diffusion,
+    load_pose_blink_generator,
+    resolve_checkpoint,
+)
+from dawn_lightning.data.audio_features import features_from_spec
 from dawn_lightning.data.portrait import load_portrait
 from dawn_lightning.data.speech import load_speech
 from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings
-from dawn_lightning.models.a2v.motion_diffusion import BLINK_DIM, POSE_DIM, MotionDiffusion, x0_to_motion
-from dawn_lightning.models.a2v.temporal_attention import TemporalAttention
+from dawn_lightning.models.audio_to_motion.motion_diffusion import (
+    BLINK_DIM,
+    POSE_DIM,
+    MotionDiffusion,
+    x0_to_motion,
+)
+from dawn_lightning.models.audio_to_motion.temporal_attention import TemporalAttention, set_temporal_window
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
+from dawn_lightning.pipeline.chunks import chunk_bounds
+from dawn_lightning.pipeline.device import PRECISIONS, resolve_device
+from dawn_lightning.pipeline.initial_state import (
+    FaceInitialState,
+    InitialStateEstimator,
+    MeanInitialState,
+    PortraitState,
+    face_backend_from_config,
+)
+from dawn_lightning.pipeline.inputs import load_pose_blink
+from dawn_lightning.pipeline.pose_blink_pair import load_pose_blink_pair
+from dawn_lightning.pipeline.video import GeneratedVideo
+from dawn_lightning.tensors.frames import fit_length
 
 log = logging.getLogger(__name__)
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-BLINK_SEED_OFFSET = 1_000_003  # the blink model of a pose/blink pair draws its latents from seed + this
-# each stage's experiments under experiments/; stage 3: curriculum B (from A), or A alone (as `make demo`)
-STAGE_DIRS = {"motion": ("stage1",), "pose_blink": ("stage2",), "diffusion": ("stage3b", "stage3a")}
 HUBERT_SETTING = "audio_features.hubert_path"  # in conf/generate.yaml and conf/preprocess.yaml
 Progress = Callable[[Iterable[int]], Iterable[int]]
-
-
-@dataclass
-class GeneratedVideo:
-    """frames uint8 (T, H, W, 3) at ``fps``; audio float32 (T * 640,) at 16 kHz, cut or padded to the
-    frames; the pose (T, 6) and blink (T, 2) that drove them, in the training store's units."""
-
-    frames: np.ndarray
-    audio: np.ndarray
-    pose: np.ndarray
-    blink: np.ndarray
-    fps: int = FPS
-    sample_rate: int = SAMPLE_RATE
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the generation
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    @property
-    def seconds(self) -> float:
-        return len(self.frames) / self.fps
-
-    def save(self, path: str | os.PathLike, pixel_format: str = "yuv420p") -> Path:
-        """Writes an H.264 mp4 with the audio as AAC (atomically; the folder is created)."""
-        from dawn_lightning.data.video_io import write_mp4
-
-        write_mp4(path, self.frames, self.fps, self.audio, self.sample_rate, pixel_format=pixel_format)
-        return Path(path)
-
-
-@dataclass(frozen=True)
-class PortraitState:
-    """The portrait's face box (4,) [x0, y0, x1, y1] in [0, 1], head pose (6,) and blink (2,), in the units
-    of the training store."""
-
-    face_box: torch.Tensor
-    pose: torch.Tensor
-    blink: torch.Tensor
-
-
-class InitialStateEstimator(Protocol):
-    """Measures a portrait (3, S, S) in [0, 1]: where a face backend plugs in. An estimator with an int
-    attribute ``resolution`` gets the portrait square at max(resolution, the model's frame size) instead of at
-    the frame size."""
-
-    def __call__(self, portrait: torch.Tensor) -> PortraitState: ...
-
-
-class MeanInitialState:
-    """The initial state without a face backend: the training data's mean face box, pose and blink (a
-    normalised stage-2 state of zero), announced by one warning."""
-
-    def __init__(self, face_box: torch.Tensor, pose: torch.Tensor, blink: torch.Tensor):
-        self.state = PortraitState(face_box.float(), pose.float(), blink.float())
-        self._warned = False
-
-    def __call__(self, portrait: torch.Tensor) -> PortraitState:
-        if not self._warned:
-            log.warning(
-                "no face backend (set face.model_path to measure the portrait): the portrait is assumed to "
-                "show the training data's mean face box %s, pose and blink (align the face like the training "
-                "frames for best results)",
-                [round(float(v), 3) for v in self.state.face_box],
-            )
-            self._warned = True
-        return self.state
-
-
-class FaceInitialState:
-    """The portrait's face box, pose and blink measured by a face backend (e.g. MediaPipe, from
-    `dawn_lightning.data.preprocess.face`) in the conventions preprocessing writes into the store
-    (`portrait_state`). ``keep``: a pose and blink to use instead of the measured ones (checkpoints whose
-    state units are not the backend's, e.g. imported DAWN weights); the face box is measured either way. No
-    face: `NoFaceError`."""
-
-    resolution = 256  # the square the backend sees (the face landmarker works on 192-256 px faces)
-
-    def __init__(self, backend, keep: PortraitState | None = None):
-        self.backend, self.keep = backend, keep
-
-    def __call__(self, portrait: torch.Tensor) -> PortraitState:
-        from dawn_lightning.data.preprocess.portrait_state import measure_portrait
-
-        image = (portrait.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-        face = measure_portrait(self.backend, image.permute(1, 2, 0).cpu().numpy())
-        state = PortraitState(*(torch.from_numpy(v) for v in (face.face_box, face.pose, face.blink)))
-        if self.keep is not None:
-            state = PortraitState(state.face_box, self.keep.pose, self.keep.blink)
-        log.info(
-            "portrait measured by the face backend: face box %s, pose %s, blink %s",
-            *([round(float(v), 3) for v in x] for x in (state.face_box, state.pose, state.blink)),
-        )
-        return state
-
-
-class PoseBlinkPair(nn.Module):
-    """Two stage-2 generators used as one joint model: a pose-only (6) and a blink-only (2) one, as the
-    released DAWN has. ``generate`` takes and returns joint normalised states (B, 8): pose, then blink."""
-
-    def __init__(self, pose: nn.Module, blink: nn.Module):
-        super().__init__()
-        self.pose, self.blink = pose, blink
-        self.config = {"audio_dim": pose.config["audio_dim"], "pose": pose.config, "blink": blink.config}
-
-    @torch.no_grad()
-    def generate(
-        self, audio: torch.Tensor, init_state: torch.Tensor, temperature: float = 1.0, seed: int | None = None
-    ) -> torch.Tensor:
-        """audio (B, T, D), init_state (B, 8) -> states (B, T, 8)."""
-        blink_seed = None if seed is None else seed + BLINK_SEED_OFFSET
-        pose = self.pose.generate(audio, init_state[:, :POSE_DIM], temperature=temperature, seed=seed)
-        blink = self.blink.generate(audio, init_state[:, POSE_DIM:], temperature=temperature, seed=blink_seed)
-        return torch.cat([pose, blink], dim=-1)
-
-
-def load_pose_blink_pair(
-    pose_ckpt: str | os.PathLike, blink_ckpt: str | os.PathLike, ema: bool = True
-) -> tuple[PoseBlinkPair, dict]:
-    """A pose-only and a blink-only stage-2 checkpoint as one `PoseBlinkPair` and a joint record (``ema``: as
-    `load_pose_blink_generator`)."""
-    from dawn_lightning.stages.pose_blink import load_pose_blink_generator
-
-    nets, records = {}, {}
-    for signal, path in (("pose", pose_ckpt), ("blink", blink_ckpt)):
-        nets[signal], records[signal] = load_pose_blink_generator(path, ema=ema)
-        if records[signal]["signals"] != signal:
-            raise ValueError(
-                f"{path}: a stage-2 model of {records[signal]['signals']!r}, but checkpoints.{signal} needs "
-                f"a {signal}-only one"
-            )
-    specs = [
-        records[k]["audio_features"] for k in ("pose", "blink") if records[k]["audio_features"] is not None
-    ]
-    if len(specs) == 2 and dict(specs[0]) != dict(specs[1]):
-        raise ValueError(
-            f"the pose model {pose_ckpt} and the blink model {blink_ckpt} were trained on different audio "
-            f"features: {dict(specs[0])} vs {dict(specs[1])}"
-        )
-    if nets["pose"].config["audio_dim"] != nets["blink"].config["audio_dim"]:
-        raise ValueError(f"{pose_ckpt} and {blink_ckpt} take audio features of different widths")
-    record = {
-        "mean": torch.cat([records["pose"]["mean"], records["blink"]["mean"]]),
-        "std": torch.cat([records["pose"]["std"], records["blink"]["std"]]),
-        "signals": "both",
-        "audio_features": specs[0] if specs else None,
-    }
-    return PoseBlinkPair(nets["pose"], nets["blink"]).eval(), record
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run folder (``experiments/<task>/latest`` or ``.../runs/<time>``): its
-    ``checkpoints/last.ckpt``."""
-    path = Path(path)
-    if path.is_dir():
-        return path / "checkpoints" / "last.ckpt"
-    return path
-
-
-def latest_checkpoint(experiments_dir: str | os.PathLike, task: str) -> Path:
-    """A task's newest finished run's checkpoint: ``<experiments>/<task>/latest/checkpoints/last.ckpt``."""
-    return Path(experiments_dir) / task / "latest" / "checkpoints" / "last.ckpt"
-
-
-def default_checkpoints(experiments_dir: str | os.PathLike = "experiments") -> dict[str, Path]:
-    """The newest checkpoint of each stage's default experiment: ``<experiments>/<task>/latest/...``; for
-    stage 3 the more recently written of curriculum B's and A's (B's path, for the error, if none exists)."""
-
-    def newest(tasks: tuple[str, ...]) -> Path:
-        paths = [latest_checkpoint(experiments_dir, task) for task in tasks]
-        return max((p for p in paths if p.is_file()), key=lambda p: p.stat().st_mtime, default=paths[0])
-
-    return {key: newest(tasks) for key, tasks in STAGE_DIRS.items()}
-
-
-def load_pose_blink(source: str | os.PathLike | np.ndarray | Mapping) -> tuple[np.ndarray, np.ndarray]:
-    """User-given pose (T, 6) and blink (T, 2), in the training store's units, from an .npy of states
-    (T, 8) (pose then blink), an .npz with arrays ``pose`` and ``blink``, an array (T, 8) or a mapping."""
-    name = str(source) if isinstance(source, str | os.PathLike) else "the pose/blink array"
-    if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such pose/blink file")
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except Exception as error:
-            raise ValueError(f"{path}: cannot read pose/blink ({error})") from None
-        source = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
-    if isinstance(source, Mapping):
-        missing = {"pose", "blink"} - set(source)
-        if missing:
-            raise ValueError(f"{name}: needs arrays 'pose' (T, 6) and 'blink' (T, 2), has {sorted(source)}")
-        pose, blink = np.asarray(source["pose"]), np.asarray(source["blink"])
-    else:
-        states = np.asarray(source)
-        if states.ndim != 2 or states.shape[1] != POSE_DIM + BLINK_DIM:
-            raise ValueError(f"{name}: expected states (T, 8) (pose 6, blink 2), got {states.shape}")
-        pose, blink = states[:, :POSE_DIM], states[:, POSE_DIM:]
-    if pose.ndim != 2 or pose.shape[1] != POSE_DIM or blink.ndim != 2 or blink.shape[1] != BLINK_DIM:
-        raise ValueError(f"{name}: pose must be (T, 6) and blink (T, 2), got {pose.shape} and {blink.shape}")
-    if len(pose) != len(blink):
-        raise ValueError(f"{name}: {len(pose)} pose frames but {len(blink)} blink frames")
-    pose, blink = pose.astype(np.float32), blink.astype(np.float32)
-    if not (np.isfinite(pose).all() and np.isfinite(blink).all()):
-        raise ValueError(f"{name}: pose/blink has non-finite values")
-    return pose, blink
-
-
-def set_temporal_window(net: nn.Module, window: int | None) -> None:
-    """Sets the band |i - j| <= window of every temporal attention in ``net`` (None: full attention)."""
-    if window is not None and (int(window) != window or window < 1):
-        raise ValueError(f"window must be a positive number of frames, got {window!r}")
-    for module in net.modules():
-        if isinstance(module, TemporalAttention):
-            module.window = None if window is None else int(window)
-
-
-def chunk_bounds(num_frames: int, max_frames: int | None) -> list[tuple[int, int]]:
-    """[start, stop) of consecutive chunks of at most ``max_frames`` (one chunk when None)."""
-    step = max_frames or num_frames
-    return [(start, min(start + step, num_frames)) for start in range(0, num_frames, step)]
 
 
 class DawnPipeline:
@@ -368,10 +168,6 @@ class DawnPipeline:
         stage 2 is one checkpoint or a (pose-only, blink-only) pair. ``ema``: stages 2 and 3 use their EMA
         weights where the run kept an average (false: the raw weights). ``options`` are the constructor's
         keyword arguments."""
-        from dawn_lightning.stages.audio_to_motion import check_motion_checkpoint, load_motion_diffusion
-        from dawn_lightning.stages.motion import load_motion_autoencoder
-        from dawn_lightning.stages.pose_blink import load_pose_blink_generator
-
         paths = {
             "motion": resolve_checkpoint(motion_ckpt),
             "diffusion": resolve_checkpoint(diffusion_ckpt),
@@ -730,25 +526,3 @@ class DawnPipeline:
 def _identity(spec: Mapping) -> dict:
     """An audio feature spec without where its model lay on disk (two copies of one model are one feature)."""
     return {k: v for k, v in dict(spec).items() if k != "path"}
-
-
-def face_backend_from_config(face: Mapping | None):
-    """The face backend of the generate config's ``face`` settings, or None when ``model_path`` is unset
-    (conf/generate.yaml defaults it to the env var DAWN_FACE_MODEL; ``face.model_path=null`` turns it off)."""
-    from dawn_lightning.data.preprocess.face import make_backend
-
-    face = dict(face or {})
-    model_path = face.get("model_path")
-    if not model_path:
-        return None
-    return make_backend(face.get("backend") or "mediapipe", model_path, face.get("min_confidence", 0.5))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: the first CUDA device if there is one, else the CPU; anything else as torch reads it."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested, but CUDA is not available (use device=cpu)")
-    return device

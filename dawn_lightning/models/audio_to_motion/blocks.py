@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from dawn_lightning.models.a2v.conditioning import NullOrTokenAttention, layer_norm_last
+from dawn_lightning.models.audio_to_motion.conditioning import NullOrTokenAttention, layer_norm_last
 
 
 class SinusoidalTimeEmbedding(nn.Module):

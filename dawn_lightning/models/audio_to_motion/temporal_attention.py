@@ -161,3 +161,12 @@ class TemporalAttention(nn.Module):
         out = self.to_out(rearrange(out, "n h f d -> n f (h d)"))
         out = rearrange(out, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
         return out.contiguous(memory_format=torch.channels_last_3d)  # the U-Net blocks' layout
+
+
+def set_temporal_window(net: nn.Module, window: int | None) -> None:
+    """Sets the band |i - j| <= window of every temporal attention in ``net`` (None: full attention)."""
+    if window is not None and (int(window) != window or window < 1):
+        raise ValueError(f"window must be a positive number of frames, got {window!r}")
+    for module in net.modules():
+        if isinstance(module, TemporalAttention):
+            module.window = None if window is None else int(window)

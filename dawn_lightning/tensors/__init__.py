@@ -1,0 +1,1 @@
+"""Tensor helpers shared by models, data and stages (they import nothing of the project but its constants)."""
