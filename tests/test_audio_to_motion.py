@@ -16,6 +16,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from dawn_lightning import FPS, SAMPLES_PER_FRAME
+from dawn_lightning.callbacks.samples import LogSamples
 from dawn_lightning.checkpoints import (
     AUDIO_TO_MOTION,
     MOTION,
@@ -82,6 +83,7 @@ def stage3_config(experiment, store, motion_ckpt, out_dir, extra=()):
             "+callbacks.checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint",
             f"+callbacks.checkpoint.dirpath={out_dir}",
             "+callbacks.checkpoint.save_last=true",
+            "++callbacks.samples._target_=dawn_lightning.callbacks.samples.LogSamples",
             *extra,
         ],
     )
@@ -311,6 +313,7 @@ def test_validation_logs_gifs_to_tensorboard_and_mp4s_with_speech(
     logger = TensorBoardLogger(tmp_path, name="tb", version=0)
     trainer = L.Trainer(
         logger=logger,
+        callbacks=[LogSamples()],
         limit_val_batches=1,
         enable_progress_bar=False,
         enable_model_summary=False,

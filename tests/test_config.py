@@ -59,6 +59,7 @@ def test_trainer_logger_callbacks_build(tmp_path):
         "RichProgressBar",
         "TrainingMonitor",
         "RandomState",
+        "LogSamples",
     }
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     assert trainer.max_epochs == 1

@@ -12,16 +12,20 @@ mid-epoch draw exactly the rest of that epoch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dawn_lightning.data.collate import BatchLengthCollate
 from dawn_lightning.data.datasets import FramePairDataset, SignalWindowDataset, VideoClipDataset
+from dawn_lightning.data.motion_targets import META
 from dawn_lightning.data.sampling import EpochSampler
-from dawn_lightning.data.store import ClipStore, StoreError
+from dawn_lightning.data.store import ClipStore, StoreError, read_json
 from dawn_lightning.data.transforms import PairAugment
 from dawn_lightning.data.validate import validate_store
 
@@ -52,6 +56,21 @@ class StoreDataModule(L.LightningDataModule):
     def store(self) -> ClipStore:
         """The store's index, read once."""
         return ClipStore(self.store_dir)
+
+    @property
+    def data_spec(self) -> dict:
+        """What a model records of the data it trains on: the store's audio feature spec and frame size."""
+        return {"audio_features": self.store.audio_spec, "frame_size": self.store.frame_size}
+
+    def train_tracks(self, keys: Sequence[str]) -> list[dict[str, np.ndarray]]:
+        """The per-frame signals ``keys`` (T, D) of every training clip, in clip order: what a model computes
+        its normalisation statistics from."""
+        store = self.store
+        tracks = []
+        for clip in store.split("train"):
+            signals = store.reader(clip).signals
+            tracks.append({k: signals[k] for k in keys})
+        return tracks
 
     def setup(self, stage: str | None = None) -> None:
         if self.check_store and not self.datasets:
@@ -170,6 +189,11 @@ class VideoClipDataModule(StoreDataModule):
         super().__init__(store_dir, **kwargs)
         self.mode, self.num_frames, self.motion_dir = mode, num_frames, motion_dir
         self.min_frames = num_frames if min_frames is None else min_frames
+
+    def motion_targets_source(self) -> dict | None:
+        """Which stage-1 checkpoint made the precomputed targets of ``motion_dir`` ({"motion_ckpt",
+        "motion_ckpt_sha256", ...}), or None without them."""
+        return None if self.motion_dir is None else read_json(Path(self.motion_dir) / META)
 
     def varies_length(self, train: bool) -> bool:
         return train and self.mode == "random" and self.min_frames < self.num_frames

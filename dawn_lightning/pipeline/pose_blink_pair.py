@@ -7,6 +7,7 @@ import os
 import torch
 from torch import nn
 
+from dawn_lightning.checkpoints import load_pose_blink_generator
 from dawn_lightning.models.audio_to_motion.motion_diffusion import POSE_DIM
 
 BLINK_SEED_OFFSET = 1_000_003  # the blink model of a pose/blink pair draws its latents from seed + this
@@ -37,8 +38,6 @@ def load_pose_blink_pair(
 ) -> tuple[PoseBlinkPair, dict]:
     """A pose-only and a blink-only stage-2 checkpoint as one `PoseBlinkPair` and a joint record (``ema``: as
     `load_pose_blink_generator`)."""
-    from dawn_lightning.stages.pose_blink import load_pose_blink_generator
-
     nets, records = {}, {}
     for signal, path in (("pose", pose_ckpt), ("blink", blink_ckpt)):
         nets[signal], records[signal] = load_pose_blink_generator(path, ema=ema)

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from einops import rearrange
 
+from dawn_lightning.callbacks.samples import Samples, VideoSample
 from dawn_lightning.checkpoints import (
     AUDIO_TO_MOTION,
     KEYS,
@@ -19,9 +20,6 @@ from dawn_lightning.checkpoints import (
     load_motion_autoencoder,
     load_motion_diffusion,
 )
-from dawn_lightning.data.motion_targets import META
-from dawn_lightning.data.store import read_json
-from dawn_lightning.data.video_io import write_mp4
 from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
 from dawn_lightning.models.audio_to_motion.blocks import ConditionedResBlock, PreNormResidual
 from dawn_lightning.models.audio_to_motion.motion_diffusion import (
@@ -34,7 +32,7 @@ from dawn_lightning.tensors.boxes import box_mask
 from dawn_lightning.tensors.draws import SampleDraws, torch_rng_seeded
 from dawn_lightning.training.optim import optimizer_with_schedule
 from dawn_lightning.training.speed import checkpoint_activations
-from dawn_lightning.training.visuals import clip_grid, video_summary
+from dawn_lightning.training.visuals import clip_grid
 
 log = logging.getLogger(__name__)
 FROZEN_PREFIX = "motion."
@@ -121,29 +119,22 @@ class AudioToMotionModule(L.LightningModule):
     # -- data -------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        motion_dir = getattr(datamodule, "motion_dir", None)
-        if motion_dir is not None:
-            made_by = read_json(Path(motion_dir) / META)
-            if made_by["motion_ckpt_sha256"] != self.motion_ckpt_sha256:
-                raise ValueError(
-                    f"{motion_dir}: motion targets of stage 1 {made_by['motion_ckpt']} (sha256 "
-                    f"{made_by['motion_ckpt_sha256'][:12]}...), but this run's stage 1 is "
-                    f"{self.hparams.motion_ckpt} ({self.motion_ckpt_sha256[:12]}...)"
-                )
-        store = getattr(datamodule, "store", None)
-        if store is not None:
-            signals = [store.reader(c).signals for c in store.split("train")]
+        made_by = getattr(datamodule, "motion_targets_source", lambda: None)()
+        if made_by is not None and made_by["motion_ckpt_sha256"] != self.motion_ckpt_sha256:
+            raise ValueError(
+                f"{datamodule.motion_dir}: motion targets of stage 1 {made_by['motion_ckpt']} (sha256 "
+                f"{made_by['motion_ckpt_sha256'][:12]}...), but this run's stage 1 is "
+                f"{self.hparams.motion_ckpt} ({self.motion_ckpt_sha256[:12]}...)"
+            )
+        if hasattr(datamodule, "train_tracks"):
+            tracks = datamodule.train_tracks(("audio_features", "pose", "blink", "face_box"))
             stacked = {
-                k: torch.cat([torch.from_numpy(s[k]) for s in signals])
+                k: torch.cat([torch.from_numpy(s[k]) for s in tracks])
                 for k in ("audio_features", "pose", "blink", "face_box")
             }
             if stage == "fit" and not bool(self.net.has_statistics):
                 self.net.set_statistics(stacked["audio_features"], stacked["pose"], stacked["blink"])
-            self.data_spec = {
-                "audio_features": store.audio_spec,
-                "frame_size": store.frame_size,
-                "mean_face_box": stacked["face_box"].mean(0).tolist(),
-            }
+            self.data_spec = datamodule.data_spec | {"mean_face_box": stacked["face_box"].mean(0).tolist()}
         store_size = self.data_spec.get("frame_size")
         motion_size = None if store_size is None else round(store_size * self.motion.config["scale_factor"])
         if motion_size is not None and motion_size % self.net.spatial_factor:
@@ -269,16 +260,19 @@ class AudioToMotionModule(L.LightningModule):
             }
 
     def on_validation_epoch_end(self) -> None:
+        self._val_batch = None
+
+    def log_samples(self) -> Samples | None:
+        """Motion sampled for the first validation clips (logged: ``val/sample_x0_mse`` against stage 1's),
+        decoded and shown beside the truth (written by `LogSamples`)."""
         if self._val_batch is None or self.trainer.sanity_checking:
-            self._val_batch = None
-            return
+            return None
         inputs, video = self._val_batch["inputs"], self._val_batch["video"]
         generated_x0, true_x0 = self.sample(inputs, seed=0), self.net.denormalise_motion(inputs["x0"])
         self.log("val/sample_x0_mse", ((generated_x0 - true_x0) ** 2).mean(), sync_dist=True)
         frames = self.decode(self._val_batch["reference"], generated_x0)
         reconstructed = self.decode(self._val_batch["reference"], true_x0)
-        self._log_videos(video, reconstructed, frames, self._val_batch["speech"])
-        self._val_batch = None
+        return self._samples(video, reconstructed, frames, self._val_batch["speech"])
 
     def sample(self, inputs: dict, seed: int = 0) -> torch.Tensor:
         """Motion x0 (B, 3, F, h, w) sampled for a batch's conditions with the configured sampler."""
@@ -306,41 +300,22 @@ class AudioToMotionModule(L.LightningModule):
         frames = self.motion.decode(sources, grid, occlusion, batch_size=64).clamp(0, 1)
         return rearrange(frames, "(b f) c h w -> b c f h w", f=f)
 
-    def _log_videos(
-        self,
+    @staticmethod
+    def _samples(
         truth: torch.Tensor,
         reconstructed: torch.Tensor,
         generated: torch.Tensor,
         speech: torch.Tensor | None = None,
-    ) -> None:
-        """A grid image (rows: truth, stage-1 reconstruction, generated, per clip), then each clip (truth |
-        generated side by side) as an animated GIF in TensorBoard's Images tab and as an mp4 beside the logs,
-        whose sound track is the clip's ``speech`` (B, F * 640) 16 kHz waveform if given."""
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):
-            experiment.add_image(
-                "val/truth|stage1_reconstruction|generated",
-                clip_grid([truth, reconstructed, generated]),
-                self.global_step,
-            )
-        if not self.trainer.is_global_zero:
-            return
-        pairs = [
-            (rearrange(torch.cat([t, g], dim=-1), "c f h w -> f h w c") * 255).round().byte().cpu().numpy()
-            for t, g in zip(truth, generated, strict=True)
-        ]
-        # torch's SummaryWriter has no public way to write a prepared summary (add_video needs moviepy)
-        writer = experiment._get_file_writer() if hasattr(experiment, "_get_file_writer") else None
-        if writer is not None:
-            for i, pair in enumerate(pairs):
-                writer.add_summary(video_summary(f"val/clip{i}_truth|generated", pair), self.global_step)
-        log_dir = getattr(self.logger, "log_dir", None)
-        if log_dir is None:
-            return
-        for i, pair in enumerate(pairs):
-            path = Path(log_dir) / "videos" / f"step{self.global_step:07d}_clip{i}.mp4"
+    ) -> Samples:
+        """A grid image (rows: truth, stage-1 reconstruction, generated, per clip), and each clip (truth |
+        generated side by side) as a video whose sound is the clip's ``speech`` (B, F * 640) if given."""
+        videos = {}
+        for i, (t, g) in enumerate(zip(truth, generated, strict=True)):
+            pair = (rearrange(torch.cat([t, g], dim=-1), "c f h w -> f h w c") * 255).round().byte().cpu()
             audio = None if speech is None else speech[i].float().cpu().numpy()
-            write_mp4(path, pair, audio=audio, pixel_format="yuv420p")
+            videos[f"clip{i}"] = VideoSample(f"val/clip{i}_truth|generated", pair.numpy(), audio)
+        grid = clip_grid([truth, reconstructed, generated])
+        return Samples(images={"val/truth|stage1_reconstruction|generated": grid}, videos=videos)
 
     # -- optimisation and checkpoints -------------------------------------------------------------------
     def configure_optimizers(self):

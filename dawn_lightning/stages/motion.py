@@ -10,6 +10,7 @@ import torch
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from dawn_lightning.callbacks.samples import Samples
 from dawn_lightning.checkpoints import MOTION, add_record
 from dawn_lightning.metrics.lpips import LPIPS
 from dawn_lightning.models.common.perceptual import PyramidPerceptualLoss
@@ -127,14 +128,15 @@ class MotionAutoencoderModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
-        experiment = getattr(self.logger, "experiment", None)
-        if self._logged_batch is not None and hasattr(experiment, "add_image"):
-            experiment.add_image(
-                "val/source|driving|prediction|warped|occlusion|regions",
-                motion_grid(**self._logged_batch),
-                self.global_step,
-            )
         self._logged_batch = None
+
+    def log_samples(self) -> Samples | None:
+        """The first validation batch's source, driving frame, prediction, warped source, occlusion and
+        regions as one image grid (written by `LogSamples`)."""
+        if self._logged_batch is None:
+            return None
+        tag = "val/source|driving|prediction|warped|occlusion|regions"
+        return Samples(images={tag: motion_grid(**self._logged_batch)})
 
     def configure_optimizers(self):
         return optimizer_with_schedule(

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dawn_lightning import FPS
+from dawn_lightning.callbacks.samples import Samples
 from dawn_lightning.checkpoints import KEYS, POSE_BLINK, add_record
 from dawn_lightning.metrics.motion_stats import (
     beat_align_score,
@@ -103,24 +104,22 @@ class PoseBlinkModule(L.LightningModule):
     # -- data -------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if stage == "fit" and datamodule is not None and not self._has_stats():
-            store = datamodule.store
-            self.fit_statistics(store.split("train"), store)
-        if datamodule is not None and hasattr(datamodule, "store"):
-            self.audio_features = datamodule.store.audio_spec
+        if not hasattr(datamodule, "train_tracks"):  # a module used without a store's data module
+            return
+        if stage == "fit" and not self._has_stats():
+            self.fit_statistics(datamodule.train_tracks(SIGNALS[self.hparams.signals]))
+        self.audio_features = datamodule.data_spec["audio_features"]
 
     def _has_stats(self) -> bool:
         return bool((self.state_mean != 0).any() or (self.state_std != 1).any())
 
-    def fit_statistics(self, clips, store) -> None:
-        """Per-channel mean and std of the states over every frame of ``clips``, and the std of the normalised
-        states' frame-to-frame differences (the velocity term weighs each channel by its inverse square, so
-        the rare fast blinks do not drown the nods)."""
+    def fit_statistics(self, clips: list[dict]) -> None:
+        """Per-channel mean and std of the states over every frame of ``clips`` (each a dict of this module's
+        signals, as `StoreDataModule.train_tracks` gives), and the std of the normalised states'
+        frame-to-frame differences (the velocity term weighs each channel by its inverse square, so the rare
+        fast blinks do not drown the nods)."""
         tracks = [
-            torch.cat(
-                [torch.from_numpy(store.reader(c).signals[k]) for k in SIGNALS[self.hparams.signals]], dim=-1
-            )
-            for c in clips
+            torch.cat([torch.from_numpy(c[k]) for k in SIGNALS[self.hparams.signals]], dim=-1) for c in clips
         ]
         frames = torch.cat(tracks)
         self.state_mean.copy_(frames.mean(0))
@@ -228,21 +227,21 @@ class PoseBlinkModule(L.LightningModule):
             return
         metrics = compare_tracks(self._validation, self.hparams.signals)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=True)
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_figure"):
-            from dawn_lightning.training.plots import track_figure
-
-            first = self._validation[0]
-            for i in range(min(self.hparams.num_plotted, len(first["mask"]))):
-                length = int(first["mask"][i].sum())
-                experiment.add_figure(
-                    f"val/tracks_{i}",
-                    track_figure(
-                        first["generated"][i, :length], first["truth"][i, :length], self.channel_names()
-                    ),
-                    self.global_step,
-                )
         self._validation.clear()
+
+    def log_samples(self) -> Samples | None:
+        """Plots of the first validation batch's generated and true tracks (written by `LogSamples`)."""
+        if not self._validation:
+            return None
+        from dawn_lightning.training.plots import track_figure
+
+        first, figures = self._validation[0], {}
+        for i in range(min(self.hparams.num_plotted, len(first["mask"]))):
+            length = int(first["mask"][i].sum())
+            figures[f"val/tracks_{i}"] = track_figure(
+                first["generated"][i, :length], first["truth"][i, :length], self.channel_names()
+            )
+        return Samples(figures=figures)
 
     def channel_names(self) -> list[str]:
         names = {
