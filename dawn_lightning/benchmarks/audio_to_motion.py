@@ -13,19 +13,23 @@ the model and inputs: the working memory of the passes and the sampling.
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
+import functools
 import os
-import resource
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
-from dawn_lightning.allocator import keep_freed_memory
+from dawn_lightning.benchmarks.memory import (
+    available_mib,
+    measured_row,
+    peak_mib,
+    reset_peak,
+    rss_mib,
+    run_isolated,
+)
 from dawn_lightning.config import CONF_DIR
 from dawn_lightning.diffusion.registry import make_sampler
 from dawn_lightning.models.audio_to_motion.motion_diffusion import BLINK_DIM, POSE_DIM, MotionDiffusion
@@ -89,33 +93,6 @@ def build(size: int, attention: str, frames: int, seed: int = 0) -> tuple[Motion
     return net, inputs
 
 
-def _status_mib(field: str) -> float | None:
-    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB, or None where there is none."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Resets the process's RSS high-water mark (Linux: write 5 to clear_refs); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _peak_mib(reset: bool) -> float:
-    """The RSS high-water mark in MiB: VmHWM after a reset; otherwise ru_maxrss (KiB on Linux), which also
-    holds the peak of the build (and, outside a fresh process, of whatever ran before)."""
-    hwm = _status_mib("VmHWM") if reset else None
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(
     size: int,
     attention: str,
@@ -155,8 +132,8 @@ def _measure(
         "load_start": os.getloadavg()[0],
     }
     with torch.inference_mode():
-        baseline = _status_mib("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        reset = _reset_peak()
+        baseline = rss_mib()
+        reset = reset_peak()
         for _ in range(warmup):
             net(x_t, t, **inputs)
         times = []
@@ -181,31 +158,12 @@ def _measure(
             row["sampling_s"] = steps * row["pass_s"]
         row["sampling_measured"] = sample
     row["load_end"] = os.getloadavg()[0]
-    peak = _peak_mib(reset)
+    peak = peak_mib(reset)
     row["baseline_mib"] = baseline
     row["process_peak_mib"] = peak
     row["peak_mib"] = peak - baseline
     row["peak_from"] = "VmHWM (reset)" if reset else "ru_maxrss"
     return row
-
-
-def measure_isolated(**kwargs: Any) -> dict[str, Any]:
-    """`measure` in a fresh "spawn" process, so that its memory figures are its own."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=1, mp_context=context, initializer=keep_freed_memory
-    ) as pool:
-        return pool.submit(measure, **kwargs).result()
-
-
-def _available_mib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def estimated_peak_mib(size: int, attention: str, frames: int) -> float:
@@ -222,7 +180,7 @@ def estimated_peak_mib(size: int, attention: str, frames: int) -> float:
 
 def skip_reason(size: int, attention: str, frames: int) -> str | None:
     """Why a configuration is not run (its estimated peak would not fit in the available memory), or None."""
-    available = _available_mib()
+    available = available_mib()
     estimate = estimated_peak_mib(size, attention, frames)
     if available is not None and estimate > MEMORY_MARGIN * available:
         return (
@@ -283,7 +241,7 @@ def stage3(
     ``sample_sizes`` and estimated as ``steps`` x the pass time elsewhere. Configurations of at least
     128 x 128 x 200 pixel-frames time one pass (after the warm-up) instead of ``repeats``."""
     rows = []
-    run = measure_isolated if isolate else measure
+    run = functools.partial(run_isolated, measure) if isolate else measure
     for size in sizes:
         if size not in SIZES:
             raise ValueError(f"size must be one of {sorted(SIZES)}, got {size}")
@@ -305,10 +263,7 @@ def stage3(
                     "sample": size in sample_sizes,
                 }
                 start = time.perf_counter()
-                try:
-                    row = run(**kwargs)
-                except (concurrent.futures.process.BrokenProcessPool, MemoryError, RuntimeError) as error:
-                    row = {"size": size, "attention": attention, "frames": f, "note": f"failed: {error!r}"}
+                row = measured_row(run, {"size": size, "attention": attention, "frames": f}, **kwargs)
                 row["isolated"] = isolate
                 row = _with_reference(row)
                 rows.append(row)

@@ -18,11 +18,9 @@ longest clip's working peak is at most (frames ratio) x the shortest clip's plus
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import math
-import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -33,8 +31,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dawn_lightning import FPS, SAMPLE_RATE
-from dawn_lightning.allocator import keep_freed_memory
-from dawn_lightning.benchmarks.audio_to_motion import _peak_mib, _reset_peak, _status_mib, skip_reason
+from dawn_lightning.benchmarks.audio_to_motion import skip_reason
+from dawn_lightning.benchmarks.memory import measured_row, peak_mib, reset_peak, rss_mib, run_isolated
 from dawn_lightning.config import CONF_DIR
 
 # Frame size -> the model configs of stages 1, 2 and 3 (conf/model/<name>.yaml).
@@ -189,10 +187,6 @@ def synthetic_portrait(size: int, seed: int = 0) -> np.ndarray:
 
 
 # -- measurement ---------------------------------------------------------------------------------------------
-def _rss_mib() -> float:
-    return _status_mib("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(
     size: int,
     seconds: float,
@@ -252,13 +246,13 @@ def _measure(
         },
         "load_s": time.perf_counter() - start,
     }
-    loaded = _rss_mib()
+    loaded = rss_mib()
     with tempfile.TemporaryDirectory(prefix="dawn-bench-generate-") as tmp:
         if warmup is not None:
             pipeline(portrait, warmup, seed=seed).save(Path(tmp) / "warmup.mp4")
         row["load_start"] = os.getloadavg()[0]
-        before = _rss_mib()
-        reset = _reset_peak()
+        before = rss_mib()
+        reset = reset_peak()
         cpu_start, start = time.process_time(), time.perf_counter()
         video = pipeline(portrait, speech, seed=seed)
         clock = time.perf_counter()
@@ -266,7 +260,7 @@ def _measure(
         encode = time.perf_counter() - clock
         total = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
-        peak = _peak_mib(reset)
+        peak = peak_mib(reset)
         row["mp4_bytes"] = path.stat().st_size
     row["load_end"] = os.getloadavg()[0]
     frames = len(video)
@@ -291,15 +285,6 @@ def _measure(
         }
     )
     return row
-
-
-def measure_isolated(**kwargs: Any) -> dict[str, Any]:
-    """`measure` in a fresh "spawn" process, so that its memory figures are its own."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=1, mp_context=context, initializer=keep_freed_memory
-    ) as pool:
-        return pool.submit(measure, **kwargs).result()
 
 
 def linearity(rows: list[dict[str, Any]], slack_mib: float = MEMORY_SLACK_MIB) -> list[dict[str, Any]]:
@@ -347,7 +332,7 @@ def generation(
     checkpoints written once per size to a temporary folder. A configuration whose stage-3 working memory
     is estimated not to fit in the available memory is skipped with a note."""
     rows = []
-    run = measure_isolated if isolate else measure
+    run = functools.partial(run_isolated, measure) if isolate else measure
     with tempfile.TemporaryDirectory(prefix="dawn-bench-checkpoints-") as tmp:
         for size in sizes:
             start = time.perf_counter()
@@ -361,18 +346,17 @@ def generation(
                     rows.append({"size": size, "seconds": length, "frames": frames, "note": reason})
                     continue
                 start = time.perf_counter()
-                try:
-                    row = run(
-                        size=size,
-                        seconds=length,
-                        checkpoints=checkpoints,
-                        steps=steps,
-                        threads=threads,
-                        decode_batch_size=decode_batch_size,
-                        warmup_seconds=warmup_seconds,
-                    )
-                except (concurrent.futures.process.BrokenProcessPool, MemoryError, RuntimeError) as error:
-                    row = {"size": size, "seconds": length, "frames": frames, "note": f"failed: {error!r}"}
+                row = measured_row(
+                    run,
+                    {"size": size, "seconds": length, "frames": frames},
+                    size=size,
+                    seconds=length,
+                    checkpoints=checkpoints,
+                    steps=steps,
+                    threads=threads,
+                    decode_batch_size=decode_batch_size,
+                    warmup_seconds=warmup_seconds,
+                )
                 row["isolated"] = isolate
                 rows.append(row)
                 log(
