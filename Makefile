@@ -53,7 +53,7 @@ train-stage1: setup $(DEFAULT_DATA) ## train the motion autoencoder (stage 1): m
 train-stage2: setup $(DEFAULT_DATA) ## train the pose/blink generator (stage 2): make train-stage2 ARGS="model=pose_diffusion"
 	$(BIN)/dawn-train experiment=stage2 $(ARGS)
 
-generate: setup ## portrait + speech -> mp4: make generate ARGS="portrait=face.png audio=speech.wav out=talk.mp4"
+generate: setup ## portrait + speech -> mp4: make generate ARGS="portrait=face.png speech=speech.wav out=talk.mp4"
 	$(BIN)/dawn-generate $(ARGS)
 
 train-stage3: setup $(DEFAULT_DATA) $(DEFAULT_STAGE1) ## train stage 3, curriculum A then B from A: make train-stage3 [ARGS="model.motion_ckpt=..."]

@@ -70,17 +70,17 @@ def test_stage3_defaults_to_curriculum_a_when_b_was_not_trained(checkpoints, tmp
 
 def test_generates_an_mp4_whose_length_follows_the_audio(checkpoints, inputs, tmp_path, one_thread):
     out = tmp_path / "nested" / "talk.mp4"
-    generate(config(checkpoints, portrait=inputs / "face.png", audio=inputs / "speech.wav", out=out))
+    generate(config(checkpoints, portrait=inputs / "face.png", speech=inputs / "speech.wav", out=out))
     first = probe(out)
     assert first["frames"].shape == (25, 64, 64, 3) and first["fps"] == 25
     assert abs(first["audio_seconds"] - 1.0) < 0.05
     assert not list(out.parent.glob(".*tmp"))  # the atomic write left no temporary file
     again = tmp_path / "again.mp4"
-    generate(config(checkpoints, portrait=inputs / "face.png", audio=inputs / "speech.wav", out=again))
+    generate(config(checkpoints, portrait=inputs / "face.png", speech=inputs / "speech.wav", out=again))
     np.testing.assert_array_equal(probe(again)["frames"], first["frames"])
     other = tmp_path / "other.mp4"
     generate(
-        config(checkpoints, portrait=inputs / "face.png", audio=inputs / "speech.wav", out=other, seed=9)
+        config(checkpoints, portrait=inputs / "face.png", speech=inputs / "speech.wav", out=other, seed=9)
     )
     assert np.abs(probe(other)["frames"].astype(int) - first["frames"]).mean() > 0.5
 
@@ -90,7 +90,7 @@ def test_long_stereo_44k_input_and_rgba_non_square_portrait_in_one_pass(checkpoi
     write_wav(tmp_path / "long.wav", speech(10.0, 44_100, 2), 44_100)
     Image.fromarray(portrait((90, 70), channels=4)).save(tmp_path / "rgba.png")
     out = tmp_path / "long.mp4"
-    overrides = {"portrait": tmp_path / "rgba.png", "audio": tmp_path / "long.wav", "out": out}
+    overrides = {"portrait": tmp_path / "rgba.png", "speech": tmp_path / "long.wav", "out": out}
     generate(config(checkpoints, **overrides, **{"framing.mode": "pad", "framing.background": "black"}))
     result = probe(out)
     assert result["frames"].shape == (250, 64, 64, 3) and result["fps"] == 25
@@ -109,13 +109,13 @@ def test_bad_inputs_fail_naming_the_file_and_write_nothing(checkpoints, inputs, 
         culprit = audio
     out = tmp_path / "out" / "talk.mp4"
     with pytest.raises((ValueError, FileNotFoundError)) as error:
-        generate(config(checkpoints, portrait=portrait_path, audio=audio, out=out))
+        generate(config(checkpoints, portrait=portrait_path, speech=audio, out=out))
     assert str(culprit) in str(error.value) and message in str(error.value)
     assert not out.exists() and not out.parent.exists()
 
 
 def test_pose_blink_file_and_max_frames(checkpoints, inputs, tmp_path, one_thread):
-    base = {"portrait": inputs / "face.png", "audio": inputs / "speech.wav"}
+    base = {"portrait": inputs / "face.png", "speech": inputs / "speech.wav"}
     states = np.zeros((25, 8), np.float32) + [2, -1, 0, 1, 0, 0, 0.3, 0.3]
     np.save(tmp_path / "pose.npy", states)
     generate(config(checkpoints, **base, out=tmp_path / "posed.mp4", pose_blink=tmp_path / "pose.npy"))
@@ -136,7 +136,7 @@ def test_console_script_reports_a_bad_input_in_one_line(inputs, tmp_path):
     out = tmp_path / "talk.mp4"
     missing = tmp_path / "missing.wav"
     result = subprocess.run(
-        [str(script), f"portrait={inputs / 'face.png'}", f"audio={missing}", f"out={out}"],
+        [str(script), f"portrait={inputs / 'face.png'}", f"speech={missing}", f"out={out}"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -148,4 +148,4 @@ def test_console_script_reports_a_bad_input_in_one_line(inputs, tmp_path):
 
 def test_missing_settings_show_the_usage(inputs):
     with pytest.raises(ValueError, match="portrait=... is required: dawn-generate portrait="):
-        generate(compose("generate", [f"audio={inputs / 'speech.wav'}", "out=x.mp4"]))
+        generate(compose("generate", [f"speech={inputs / 'speech.wav'}", "out=x.mp4"]))

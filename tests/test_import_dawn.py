@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-import dawn_lightning.pipeline as pipeline_module
+import dawn_lightning.pipeline.dawn as pipeline_module
 from dawn_lightning.checkpoints import (
     file_sha256,
     load_motion_autoencoder,
@@ -361,7 +361,7 @@ def test_imported_set_generates_a_video_end_to_end(imported, tmp_path, monkeypat
     Image.fromarray(portrait((96, 80))).save(tmp_path / "face.png")
     write_wav(tmp_path / "speech.wav", speech(0.2)[0])  # 5 frames
     video = tmp_path / "talk.mp4"
-    inputs = [f"portrait={tmp_path / 'face.png'}", f"audio={tmp_path / 'speech.wav'}", f"out={video}"]
+    inputs = [f"portrait={tmp_path / 'face.png'}", f"speech={tmp_path / 'speech.wav'}", f"out={video}"]
     settings = [*record["generate_overrides"], *hubert, *inputs, "sampler.num_steps=2", "device=cpu"]
     settings.append("face.model_path=null")  # a synthetic portrait: no face backend even if DAWN_FACE_MODEL
     cfg = compose("generate", settings)

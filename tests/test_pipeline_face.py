@@ -109,7 +109,7 @@ def test_real_portrait_through_dawn_generate(checkpoints, inputs, tmp_path, capl
     cfg = config(
         checkpoints,
         portrait=PORTRAIT,
-        audio=inputs / "speech.wav",
+        speech=inputs / "speech.wav",
         out=out,
         **{"face.model_path": FACE_MODEL},
     )
@@ -151,7 +151,7 @@ def test_real_backend_faceless_image_fails_naming_it(checkpoints, inputs, tmp_pa
     cfg = config(
         checkpoints,
         portrait=inputs / "blank.png",
-        audio=inputs / "speech.wav",
+        speech=inputs / "speech.wav",
         out=out,
         **{"face.model_path": FACE_MODEL},
     )

@@ -67,7 +67,7 @@ def test_spec_records_the_folder_and_the_extractor_rebuilds_from_it(hubert):
 
 def test_dawn_generate_with_hubert_checkpoints(hubert, inputs, tmp_path, one_thread):
     out = tmp_path / "talk.mp4"
-    overrides = {"portrait": inputs / "face.png", "audio": inputs / "speech.wav", "out": out}
+    overrides = {"portrait": inputs / "face.png", "speech": inputs / "speech.wav", "out": out}
     generate(config(hubert["checkpoints"], **overrides, **{"audio_features.hubert_path": hubert["folder"]}))
     with av.open(str(out)) as container:
         assert len(container.streams.audio) == 1
@@ -107,7 +107,7 @@ def test_missing_hubert_stops_dawn_generate_naming_the_setting(hubert, inputs, t
     write_stage2(paths["pose_blink"], spec)
     write_stage3(paths["diffusion"], paths["motion"], hubert["z_channels"], spec)
     out = tmp_path / "talk.mp4"
-    cfg = config(paths, portrait=inputs / "face.png", audio=inputs / "speech.wav", out=out)
+    cfg = config(paths, portrait=inputs / "face.png", speech=inputs / "speech.wav", out=out)
     with pytest.raises(FileNotFoundError, match=r"set audio_features\.hubert_path=.*hubert-large-ls960-ft"):
         generate(cfg)
     assert not out.exists()

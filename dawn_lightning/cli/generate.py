@@ -1,10 +1,10 @@
 """`dawn-generate` (`make generate`): a portrait and a speech recording -> a talking-head mp4.
 
-    dawn-generate portrait=face.png audio=speech.wav out=talk.mp4
-    dawn-generate portrait=face.png audio=a.m4a out=a.mp4 checkpoints.diffusion=experiments/stage3a/latest
+    dawn-generate portrait=face.png speech=speech.wav out=talk.mp4
+    dawn-generate portrait=face.png speech=a.m4a out=a.mp4 checkpoints.diffusion=experiments/stage3a/latest
 
 The settings are in conf/generate.yaml. A bad input (unreadable image, missing, undecodable, empty, silent or
-too short audio, a pose/blink file of the wrong length, a portrait without a face when ``face.model_path`` is
+too short speech, a pose/blink file of the wrong length, a portrait without a face when ``face.model_path`` is
 set) stops with a message naming the file, and nothing is written at ``out``. HuBERT checkpoints (e.g. the
 imported DAWN weights) need ``audio_features.hubert_path``.
 """
@@ -22,7 +22,7 @@ from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.config import CONF_DIR
 
 log = logging.getLogger("dawn_lightning.generate")
-USAGE = "dawn-generate portrait=face.png audio=speech.wav out=talk.mp4"
+USAGE = "dawn-generate portrait=face.png speech=speech.wav out=talk.mp4"
 
 
 def generate(cfg: DictConfig) -> Path:
@@ -31,11 +31,11 @@ def generate(cfg: DictConfig) -> Path:
     from dawn_lightning.data.speech import load_speech
     from dawn_lightning.pipeline import DawnPipeline
 
-    for key in ("portrait", "audio", "out"):
+    for key in ("portrait", "speech", "out"):
         if not cfg.get(key):
             raise ValueError(f"{key}=... is required: {USAGE}")
     # the inputs are read before the models load, so a bad file fails at once
-    speech = load_speech(cfg.audio)
+    speech = load_speech(cfg.speech)
     read_image(cfg.portrait)  # read again by the pipeline, which names the file in its errors (no face, ...)
     pose_blink = None if cfg.pose_blink in (None, "generated") else cfg.pose_blink
     pipeline = DawnPipeline.from_config(cfg)

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     for key, entry in record["checkpoints"].items():
         print(f"{key:9s} {args.out}/{entry['file']}  <- {entry['source']['path']}", file=sys.stdout)
     if "generate_overrides" in record:
-        print("generate with: dawn-generate portrait=face.png audio=speech.wav out=talk.mp4 \\")
+        print("generate with: dawn-generate portrait=face.png speech=speech.wav out=talk.mp4 \\")
         hubert = "audio_features.hubert_path=/path/to/hubert-large-ls960-ft"  # the released weights' features
         print("    " + " \\\n    ".join([*record["generate_overrides"], hubert]))
         print(f"(HuBERT-large, 1024 wide, read from a local folder: git clone {HUBERT_URL})")

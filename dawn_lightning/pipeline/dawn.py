@@ -358,19 +358,19 @@ class DawnPipeline:
     def __call__(
         self,
         portrait: str | os.PathLike | np.ndarray | torch.Tensor,
-        audio: str | os.PathLike | np.ndarray | torch.Tensor,
+        speech: str | os.PathLike | np.ndarray | torch.Tensor,
         seed: int = 0,
         pose_blink: str | os.PathLike | np.ndarray | Mapping | None = None,
         progress: Progress | None = None,
     ) -> GeneratedVideo:
-        """The video of ``portrait`` (an image file, or an array as `load_portrait` takes) speaking ``audio``
+        """The video of ``portrait`` (an image file, or an array as `load_portrait` takes) speaking ``speech``
         (an audio file, or 16 kHz mono samples).
 
         pose_blink: None generates pose and blink with stage 2; a file or array (`load_pose_blink`) gives
             them instead, one row per video frame.
         progress: wraps each sampling loop's step indices (e.g. ``rich.progress.track``).
         """
-        speech = load_speech(audio)
+        speech = load_speech(speech)
         num_frames = max(1, len(speech) // SAMPLES_PER_FRAME)
         bounds = self._chunks(num_frames)
         given = None
