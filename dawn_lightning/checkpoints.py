@@ -141,7 +141,7 @@ def load_file(path: str | os.PathLike, what: str, hint: str, map_location: Any =
             "refused, nothing in it was run"
         ) from None
     except Exception as error:  # a truncated zip, a foreign file: torch's many ways of failing
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
         raise CheckpointError(f"{path}: truncated or not a checkpoint ({first})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(checkpoint).__name__}, not a dict)")

@@ -149,3 +149,86 @@ def test_console_script_reports_a_bad_input_in_one_line(inputs, tmp_path):
 def test_missing_settings_show_the_usage(inputs):
     with pytest.raises(ValueError, match="portrait=... is required: dawn-generate portrait="):
         generate(compose("generate", [f"speech={inputs / 'speech.wav'}", "out=x.mp4"]))
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "dawn-generate"
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300)
+
+
+def broken_checkpoints(checkpoints, folder: Path) -> dict[str, Path]:
+    """A stage-3 checkpoint cut in half, and one that holds a pickled Python object besides its tensors."""
+    import argparse
+
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = checkpoints["diffusion"].read_bytes()
+    (folder / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    payload = torch.load(checkpoints["diffusion"], weights_only=True) | {"opt": argparse.Namespace(lr=1)}
+    torch.save(payload, folder / "pickled.ckpt")
+    return {"truncated": folder / "truncated.ckpt", "pickled": folder / "pickled.ckpt"}
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("truncated", "truncated or not a checkpoint"),
+        ("pickled", "holds pickled Python objects (argparse.Namespace)"),
+    ],
+)
+def test_a_broken_checkpoint_is_one_line_naming_the_file(checkpoints, inputs, tmp_path, kind, message):
+    broken = broken_checkpoints(checkpoints, tmp_path / "ckpt")[kind]
+    out = tmp_path / "talk.mp4"
+    result = run_script(
+        f"portrait={inputs / 'face.png'}",
+        f"speech={inputs / 'speech.wav'}",
+        f"out={out}",
+        f"checkpoints.motion={checkpoints['motion']}",
+        f"checkpoints.pose_blink={checkpoints['pose_blink']}",
+        f"checkpoints.diffusion={broken}",
+        "face.model_path=null",
+        "device=cpu",
+    )
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert result.returncode == 1 and len(errors) == 1
+    assert errors[0].startswith(f"dawn-generate: error: {broken}: ")
+    assert message in errors[0] and "Traceback" not in result.stderr
+    assert "weights_only" not in result.stderr  # never advises an unsafe load
+    assert not out.exists()
+
+
+def test_out_naming_a_folder_is_refused_before_any_work(checkpoints, inputs, tmp_path, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the checkpoints were loaded")
+
+    monkeypatch.setattr(DawnPipeline, "from_config", no_work)
+    with pytest.raises(ValueError, match=r"out=.*: is a folder; name the mp4 to write"):
+        generate(
+            config(checkpoints, portrait=inputs / "face.png", speech=inputs / "speech.wav", out=tmp_path)
+        )
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"file is a file, not a folder"):
+        generate(
+            config(
+                checkpoints,
+                portrait=inputs / "face.png",
+                speech=inputs / "speech.wav",
+                out=tmp_path / "file" / "a.mp4",
+            )
+        )
+
+
+def test_an_existing_out_is_replaced_with_a_word_or_refused(
+    checkpoints, inputs, tmp_path, caplog, one_thread
+):
+    out = tmp_path / "talk.mp4"
+    out.write_bytes(b"an earlier video")
+    settings = {"portrait": inputs / "face.png", "speech": inputs / "speech.wav", "out": out}
+    with pytest.raises(ValueError, match=r"talk\.mp4: exists \(overwrite=false\)"):
+        generate(config(checkpoints, **settings, overwrite="false"))
+    assert out.read_bytes() == b"an earlier video"
+    with caplog.at_level("WARNING", logger="dawn_lightning.generate"):
+        generate(config(checkpoints, **settings))
+    assert any("exists: overwriting it" in r.getMessage() for r in caplog.records)
+    assert len(probe(out)["frames"]) == 25

@@ -34,6 +34,7 @@ def generate(cfg: DictConfig) -> Path:
     for key in ("portrait", "speech", "out"):
         if not cfg.get(key):
             raise ValueError(f"{key}=... is required: {USAGE}")
+    check_output(Path(cfg.out), cfg.overwrite)
     # the inputs are read before the models load, so a bad file fails at once
     speech = load_speech(cfg.speech)
     read_image(cfg.portrait)  # read again by the pipeline, which names the file in its errors (no face, ...)
@@ -43,6 +44,19 @@ def generate(cfg: DictConfig) -> Path:
     path = video.save(cfg.out)
     log.info("%s: %d frames (%.2f s) at %d fps", path, len(video), video.seconds, video.fps)
     return path
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuses an ``out`` that cannot be written before any work is done; says so when it replaces a file."""
+    if out.is_dir():
+        raise ValueError(f"out={out}: is a folder; name the mp4 to write, e.g. out={out / 'talk.mp4'}")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"out={out}: {parent} is a file, not a folder")
+    if out.exists():
+        if not overwrite:
+            raise ValueError(f"out={out}: exists (overwrite=false): choose another name, or overwrite=true")
+        log.warning("%s exists: overwriting it (overwrite=false refuses)", out)
 
 
 def _progress():
