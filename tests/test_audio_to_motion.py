@@ -26,7 +26,6 @@ from dawn_lightning.checkpoints import (
     read,
     save,
 )
-from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.data.datamodules import VideoClipDataModule
 from dawn_lightning.data.datasets import VideoClipDataset
@@ -37,6 +36,7 @@ from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.generator import warp
 from dawn_lightning.stages.audio_to_motion import AudioToMotionModule
 from dawn_lightning.tensors.draws import SampleDraws
+from dawn_lightning.training.run import train
 from dawn_lightning.training.visuals import gif_bytes, video_summary
 from tests.pipeline_fixtures import UNET
 

@@ -8,9 +8,9 @@ import torch
 
 from dawn_lightning.callbacks.ema import EMA, ema_average
 from dawn_lightning.checkpoints import load_motion_diffusion, load_pose_blink_generator
-from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.pipeline import DawnPipeline
+from dawn_lightning.training.run import train
 from tests.pipeline_fixtures import tiny_checkpoints
 from tests.test_audio_to_motion import motion_ckpt, stage3_config  # noqa: F401 (a fixture)
 

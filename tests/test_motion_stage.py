@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from dawn_lightning.checkpoints import MOTION, load_motion_autoencoder, net_state, read, save
-from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.data.transforms import frames_to_tensor
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.models.motion.geometry import coordinate_grid
 from dawn_lightning.stages.motion import MotionAutoencoderModule
 from dawn_lightning.tensors.boxes import box_mask
+from dawn_lightning.training.run import train
 
 TINY = {"block_expansion": 8, "max_features": 32, "num_blocks": 3}
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from dawn_lightning.checkpoints import load_motion_autoencoder
-from dawn_lightning.cli.train import train
 from dawn_lightning.data.datasets import VideoClipDataset
 from dawn_lightning.data.motion_targets import MotionTargets, precompute_motion_targets
 from dawn_lightning.data.store import ClipStore, StoreError
 from dawn_lightning.data.transforms import frames_to_tensor
 from dawn_lightning.models.audio_to_motion.motion_diffusion import motion_targets
 from dawn_lightning.stages.audio_to_motion import AudioToMotionModule
+from dawn_lightning.training.run import train
 from tests.test_audio_to_motion import motion_ckpt, stage3_config  # noqa: F401 (a fixture)
 
 FRAMES, STRIDE = 8, 5

@@ -7,13 +7,13 @@ import torch
 
 from dawn_lightning.benchmarks import pose_blink as pose_blink_bench
 from dawn_lightning.checkpoints import load_pose_blink_generator
-from dawn_lightning.cli.train import train
 from dawn_lightning.config import compose
 from dawn_lightning.models.pose_blink.diffusion import PoseDiffusion
 from dawn_lightning.models.pose_blink.discriminator import SequenceDiscriminator
 from dawn_lightning.models.pose_blink.layers import band_bias
 from dawn_lightning.models.pose_blink.pbnet import PBNet
 from dawn_lightning.stages.pose_blink import PoseBlinkModule
+from dawn_lightning.training.run import train
 
 SMALL = {"pose_latent_dim": 16, "audio_latent_dim": 32, "ff_size": 32, "num_buckets": 16, "max_distance": 32}
 

@@ -42,7 +42,7 @@ def test_stage3_activation_checkpointing_gives_the_same_gradients(synthetic, mot
 
 
 def test_compiled_stage_trains_and_keeps_its_checkpoint_names(synthetic, tmp_path):
-    from dawn_lightning.cli.train import train
+    from dawn_lightning.training.run import train
     from tests.test_ema import stage2_config
 
     cfg = stage2_config(synthetic.root, tmp_path, ["compile={backend:eager}"])  # EMA on, as stage 2 has it
