@@ -6,6 +6,9 @@ tests use ../shared/models/face_landmarker.task and real portraits from ../share
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +161,34 @@ def test_real_backend_faceless_image_fails_naming_it(checkpoints, inputs, tmp_pa
     with pytest.raises(ValueError, match=r"blank\.png: no face found by the face backend"):
         generate(cfg)
     assert not out.exists()
+
+
+NATIVE_LOG = ("XNNPACK delegate", "Feedback manager", "before InitGoogle")  # MediaPipe's start-up lines
+
+
+@needs_mediapipe
+@pytest.mark.parametrize("verbose", [False, True])
+def test_mediapipe_start_up_log_only_with_verbose(checkpoints, inputs, tmp_path, verbose):
+    """The installed `dawn-generate` on a real portrait: MediaPipe's native log reaches stderr only with
+    verbose=true."""
+    script = Path(sys.executable).parent / "dawn-generate"
+    settings = [f"checkpoints.{k}={checkpoints[k]}" for k in ("motion", "pose_blink", "diffusion")]
+    result = subprocess.run(
+        [
+            str(script),
+            f"portrait={PORTRAIT}",
+            f"speech={inputs / 'speech.wav'}",
+            f"out={tmp_path / 'talk.mp4'}",
+            f"face.model_path={FACE_MODEL}",
+            f"verbose={str(verbose).lower()}",
+            "sampler.num_steps=2",
+            "device=cpu",
+            *settings,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    native = [line for line in result.stderr.splitlines() if any(n in line for n in NATIVE_LOG)]
+    assert (len(native) >= 3) if verbose else native == [], result.stderr

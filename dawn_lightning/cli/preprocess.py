@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> None:
             "kind": "preprocess",
             **plain["preprocess"],
             "size": settings.size,
-            "face": {k: v for k, v in settings.face.items() if k != "model_path"},
+            "face": {k: v for k, v in settings.face.items() if k not in ("model_path", "verbose")},
             "crop": settings.crop,
             "split": plain["split"],
             # hashed: a HuBERT model folder that moved (its spec's "path") is still the same feature

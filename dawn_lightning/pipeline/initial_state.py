@@ -87,4 +87,9 @@ def face_backend_from_config(face: Mapping | None):
     model_path = face.get("model_path")
     if not model_path:
         return None
-    return make_backend(face.get("backend") or "mediapipe", model_path, face.get("min_confidence", 0.5))
+    return make_backend(
+        face.get("backend") or "mediapipe",
+        model_path,
+        face.get("min_confidence", 0.5),
+        face.get("verbose", False),
+    )

@@ -8,14 +8,21 @@ face box centre, both normalised by the frame size. Roll > 0 is a clockwise tilt
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 MODEL_URL = (
     "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/"
@@ -128,6 +135,30 @@ def ignore_profiler_ticks() -> None:
         signal.signal(signal.SIGPROF, signal.SIG_IGN)
 
 
+QUIET_DETECTIONS = 2  # MediaPipe's inference threads log their start-up during the first detections
+
+
+@contextmanager
+def native_log_silenced(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, what native code writes to the process's stderr (file descriptor 2: MediaPipe's
+    glog/TFLite start-up lines, which no setting turns off) goes to this module's debug log instead."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                log.debug("native: %s", line)
+
+
 class MediaPipeFaceBackend:
     """MediaPipe Face Landmarker (Tasks API): 478 landmarks, the facial transformation matrix (pose) and the
     eyeBlinkLeft/Right blendshapes (openness = 1 - blink score). Runs in VIDEO mode: it tracks the face from
@@ -135,7 +166,9 @@ class MediaPipeFaceBackend:
 
     num_landmarks = 478
 
-    def __init__(self, model_path: str | os.PathLike | None = None, min_confidence: float = 0.5):
+    def __init__(
+        self, model_path: str | os.PathLike | None = None, min_confidence: float = 0.5, verbose: bool = False
+    ):
         try:
             import mediapipe  # noqa: F401
         except ImportError as error:
@@ -143,9 +176,10 @@ class MediaPipeFaceBackend:
                 "the MediaPipe face backend needs the `face` extra: pip install -e '.[face]'"
             ) from error
         self.model_path = resolve_model_path(model_path)
-        self.min_confidence = min_confidence
+        self.min_confidence, self.verbose = min_confidence, verbose
         self._landmarker = None
         self._last_ms = -1
+        self._quiet_calls = 0  # detections still run with the native log silenced (its start-up lines)
         ignore_profiler_ticks()
 
     def reset(self) -> None:
@@ -166,7 +200,10 @@ class MediaPipeFaceBackend:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        return vision.FaceLandmarker.create_from_options(options)
+        with native_log_silenced(not self.verbose):
+            landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._quiet_calls = QUIET_DETECTIONS
+        return landmarker
 
     def analyze(self, frame: np.ndarray, timestamp_ms: int) -> FrameFace | None:
         import mediapipe as mp
@@ -176,7 +213,9 @@ class MediaPipeFaceBackend:
         timestamp_ms = max(int(timestamp_ms), self._last_ms + 1)  # VIDEO mode needs increasing times
         self._last_ms = timestamp_ms
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-        result = self._landmarker.detect_for_video(image, timestamp_ms)
+        with native_log_silenced(not self.verbose and self._quiet_calls > 0):
+            result = self._landmarker.detect_for_video(image, timestamp_ms)
+        self._quiet_calls = max(0, self._quiet_calls - 1)
         if not result.face_landmarks:
             return None
         height, width = frame.shape[:2]
@@ -197,8 +236,10 @@ class MediaPipeFaceBackend:
         return FrameFace(box, points, pose, rotation.astype(np.float32), eyes, mouth)
 
 
-def make_backend(name: str, model_path: str | None = None, min_confidence: float = 0.5) -> FaceBackend:
-    """The backend named by the setting ``face.backend``."""
+def make_backend(
+    name: str, model_path: str | None = None, min_confidence: float = 0.5, verbose: bool = False
+) -> FaceBackend:
+    """The backend named by the setting ``face.backend``; ``verbose``: let its native start-up log through."""
     if name == "mediapipe":
-        return MediaPipeFaceBackend(model_path, min_confidence)
+        return MediaPipeFaceBackend(model_path, min_confidence, verbose)
     raise ValueError(f"face.backend must be 'mediapipe', got {name!r}")

@@ -51,10 +51,11 @@ class VideoResult:
 
 @dataclass(frozen=True)
 class Settings:
-    """What a video is turned into (all of it is in the store's config hash but ``model_path``)."""
+    """What a video is turned into (all of it is in the store's config hash but ``model_path`` and
+    ``verbose``)."""
 
     size: int
-    face: dict  # backend, model_path, min_confidence
+    face: dict  # backend, model_path, min_confidence, verbose
     crop: dict  # margin, min_seconds, max_seconds, smooth_frames, max_zoom, scene_cut
     chunk_frames: int = 64
     keep_mb: float = 1024  # a video whose 25 fps frames fit in this is decoded once, not twice
@@ -177,7 +178,9 @@ def _start_worker(writer_args: dict, face: dict) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _WORKER["backend"] = make_backend(face["backend"], face["model_path"], face["min_confidence"])
+    _WORKER["backend"] = make_backend(
+        face["backend"], face["model_path"], face["min_confidence"], face.get("verbose", False)
+    )
     _WORKER["writer"] = StoreWriter(**writer_args)
 
 
@@ -259,7 +262,10 @@ def preprocess(
         ]
         return Summary(results, None, time.perf_counter() - started)
     face = settings.face
-    backend = make_backend(face["backend"], face["model_path"], face["min_confidence"])  # bad settings: stop
+    # bad settings stop here
+    backend = make_backend(
+        face["backend"], face["model_path"], face["min_confidence"], face.get("verbose", False)
+    )
     writer_args = {
         "root": str(root),
         "config": config,
