@@ -8,7 +8,8 @@ A checkpoint is a dict that ``torch.load(weights_only=True)`` reads (tensors, nu
 - the stage's record under its kind's key (`KEYS`): the network sizes (``config``) and, by kind,
   stage 2: ``class``, ``signals``, ``audio_features`` (the store's feature spec), optional ``units``;
   stage 3: ``motion_ckpt`` and ``motion_ckpt_sha256`` (the frozen stage 1), ``sampler``, ``audio_features``,
-  ``frame_size``, ``mean_face_box``, optional ``initial_state`` and ``warnings`` (imported weights);
+  ``frame_size``, ``store_kind`` (synthetic or real faces), ``mean_face_box``, optional ``initial_state``
+  and ``warnings`` (imported weights);
 - ``imported``: where imported weights came from (`dawn-import-dawn`), absent otherwise.
 
 Lightning adds its training state (optimisers, loops, callbacks) to the checkpoints it writes; readers ignore

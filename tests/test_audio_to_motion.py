@@ -125,6 +125,7 @@ def test_curriculum_a_then_b(synthetic, motion_ckpt, tmp_path, monkeypatch):
     record = read(tmp_path / "a" / "last.ckpt", AUDIO_TO_MOTION).record
     assert record["motion_ckpt_sha256"] == file_sha256(motion_ckpt)
     assert record["frame_size"] == 64 and record["audio_features"]["kind"] == "logmel"
+    assert record["store_kind"] == "synthetic"
     assert len(record["mean_face_box"]) == 4
     assert list((tmp_path / "a").rglob("videos/*.mp4")), "validation wrote no sample video"
 

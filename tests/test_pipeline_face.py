@@ -192,3 +192,23 @@ def test_mediapipe_start_up_log_only_with_verbose(checkpoints, inputs, tmp_path,
     assert result.returncode == 0, result.stderr
     native = [line for line in result.stderr.splitlines() if any(n in line for n in NATIVE_LOG)]
     assert (len(native) >= 3) if verbose else native == [], result.stderr
+
+
+def test_a_synthetic_only_model_warns_once_about_a_real_portrait(checkpoints, inputs, tmp_path, caplog):
+    stage3 = read(checkpoints["diffusion"], AUDIO_TO_MOTION)
+    save(
+        tmp_path / "synthetic.ckpt",
+        AUDIO_TO_MOTION,
+        stage3.record | {"store_kind": "synthetic"},
+        stage3.weights,
+    )
+    generator = pipeline(checkpoints | {"diffusion": tmp_path / "synthetic.ckpt"}, sampler={"num_steps": 1})
+    Image.fromarray(portrait((200, 160))).save(tmp_path / "photo.png")
+    Image.fromarray(portrait((64, 64))).save(tmp_path / "frame.png")
+    with caplog.at_level(logging.WARNING, logger="dawn_lightning.pipeline"):
+        generator(tmp_path / "frame.png", inputs / "speech.wav")  # a frame of its own size: no word
+        assert not any("synthetic 64-px faces only" in r.getMessage() for r in caplog.records)
+        for _ in range(2):
+            generator(tmp_path / "photo.png", inputs / "speech.wav")
+    warnings = [r.getMessage() for r in caplog.records if "synthetic 64-px faces only" in r.getMessage()]
+    assert len(warnings) == 1 and "dawn-import-dawn" in warnings[0]

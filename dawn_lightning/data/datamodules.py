@@ -59,8 +59,10 @@ class StoreDataModule(L.LightningDataModule):
 
     @property
     def data_spec(self) -> dict:
-        """What a model records of the data it trains on: the store's audio feature spec and frame size."""
-        return {"audio_features": self.store.audio_spec, "frame_size": self.store.frame_size}
+        """What a model records of the data it trains on: the store's audio feature spec, frame size and kind
+        (synthetic or real faces)."""
+        store = self.store
+        return {"audio_features": store.audio_spec, "frame_size": store.frame_size, "store_kind": store.kind}
 
     def train_tracks(self, keys: Sequence[str]) -> list[dict[str, np.ndarray]]:
         """The per-frame signals ``keys`` (T, D) of every training clip, in clip order: what a model computes

@@ -301,6 +301,11 @@ class ClipStore:
         return int(self.index["signals"]["audio_features"])
 
     @property
+    def kind(self) -> str:
+        """ "synthetic" for the generator's stores, "real" for preprocessed videos."""
+        return "synthetic" if (self.index.get("config") or {}).get("kind") == "synthetic" else "real"
+
+    @property
     def audio_spec(self) -> dict:
         return dict(self.index["audio_features"])
 

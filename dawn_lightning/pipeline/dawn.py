@@ -151,6 +151,7 @@ class DawnPipeline:
         if initial_state is None and face_backend is not None:
             initial_state = self._face_initial_state(face_backend)
         self.initial_state = initial_state or self._mean_initial_state()
+        self._warned_domain = False
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -338,6 +339,23 @@ class DawnPipeline:
             blink = mean[-BLINK_DIM:]
         return MeanInitialState(box, pose, blink)
 
+    def _warn_out_of_domain(self, portrait) -> None:
+        """Once: a stage 3 trained on synthetic faces only meets a portrait larger than its frames (a photo,
+        not one of its training frames), whose video will keep the person but barely move the lips."""
+        if self._warned_domain or self.diffusion_record.get("store_kind") != "synthetic":
+            return
+        side = portrait_side(portrait)
+        if side is None or side <= self.frame_size:
+            return
+        self._warned_domain = True
+        log.warning(
+            "%s was trained on synthetic %d-px faces only (the demo's data): on a real portrait expect the "
+            "right person with lips that barely move. For real faces use the released DAWN weights "
+            "(dawn-import-dawn) or train on real videos (dawn-preprocess); see the README",
+            self.names["diffusion"],
+            self.frame_size,
+        )
+
     @property
     def frame_size(self) -> int:
         return int(self.diffusion_record["frame_size"])
@@ -385,6 +403,7 @@ class DawnPipeline:
                     f"({num_frames * SAMPLES_PER_FRAME / SAMPLE_RATE:.2f} s at {FPS} fps)"
                 )
         image = load_portrait(portrait, self.frame_size, self.portrait_mode, self.background)
+        self._warn_out_of_domain(portrait)
         speech = fit_length(speech, num_frames)
         started = time.perf_counter()
         features = torch.from_numpy(self.features(speech, num_frames)).to(self.device)[None]
@@ -521,6 +540,25 @@ class DawnPipeline:
             uint8 = (batch.float().clamp(0, 1) * 255).round().to(torch.uint8)
             frames.append(uint8.permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(frames)
+
+
+def portrait_side(portrait) -> int | None:
+    """The longer side in pixels of a portrait file (read from its header) or array; None if unknown."""
+    if isinstance(portrait, str | os.PathLike):
+        from PIL import Image
+
+        try:
+            with Image.open(portrait) as image:
+                return max(image.size)
+        except OSError:
+            return None
+    shape = getattr(portrait, "shape", None)
+    if shape is None or len(shape) < 2:
+        return None
+    spatial = (
+        shape[1:] if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4) else shape[:2]
+    )
+    return int(max(spatial))
 
 
 def _identity(spec: Mapping) -> dict:

@@ -36,6 +36,7 @@ from dawn_lightning.training.visuals import clip_grid
 
 log = logging.getLogger(__name__)
 FROZEN_PREFIX = "motion."
+DATA_KEYS = ("audio_features", "frame_size", "store_kind", "mean_face_box")  # recorded of the training data
 WEIGHT_KEYS = {"state_dict", RAW_WEIGHTS_KEY}  # the weights (the EMA's when there is one) and the raw ones
 
 
@@ -338,7 +339,9 @@ class AudioToMotionModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         record = checkpoint.get(KEYS[AUDIO_TO_MOTION], {})
         self.data_spec = {
-            k: record[k] for k in ("audio_features", "frame_size", "mean_face_box") if k in record
+            k: record[k]
+            for k in ("audio_features", "frame_size", "store_kind", "mean_face_box")
+            if k in record
         }
         frozen = {k: v for k, v in self.state_dict().items() if k.startswith(FROZEN_PREFIX)}
         for key in WEIGHT_KEYS & checkpoint.keys():
