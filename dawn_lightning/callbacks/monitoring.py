@@ -47,7 +47,9 @@ class TrainingMonitor(Callback):
     - ``train/samples_per_sec``: training samples of all ranks over the wall time of the last ``window``
       batches (data loading, logging and the optimiser included; validation excluded);
     - ``memory/rss_gib``, ``memory/peak_rss_gib`` (this process) and, on CUDA, ``memory/cuda_gib``,
-      ``memory/cuda_peak_gib``.
+      ``memory/cuda_peak_gib``;
+    - ``train/skipped_clips``, every ``log_every_n_steps`` batches and at the epoch's end: the clips the data
+      module could not read and skipped (``data.on_bad_clip=skip``), as listed in the run's bad_clips.jsonl.
     """
 
     def __init__(self, grad_norm: bool = True, window: int = 20):
@@ -81,7 +83,23 @@ class TrainingMonitor(Callback):
         if pl_module.device.type == "cuda":
             metrics["memory/cuda_gib"] = torch.cuda.memory_allocated(pl_module.device) / GIB
             metrics["memory/cuda_peak_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / GIB
+        if (batch_idx + 1) % max(1, trainer.log_every_n_steps) == 0:
+            metrics["train/skipped_clips"] = float(skipped_clips(trainer))
         pl_module.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.log("train/skipped_clips", float(skipped_clips(trainer)), rank_zero_only=True)
+
+
+def skipped_clips(trainer: L.Trainer) -> int:
+    """The clips the data module skipped so far, all ranks and loader workers together (its bad-clips file),
+    or those this process saw when it has no file."""
+    from dawn_lightning.data.datasets import count_bad_clips
+
+    bad = getattr(getattr(trainer, "datamodule", None), "bad_clips", None)
+    if bad is None:
+        return 0
+    return count_bad_clips(bad.path) if bad.path is not None else len(bad)
 
 
 @rank_zero_only

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dawn_lightning.data.collate import BatchLengthCollate
-from dawn_lightning.data.datasets import FramePairDataset, SignalWindowDataset, VideoClipDataset
+from dawn_lightning.data.datasets import BadClips, FramePairDataset, SignalWindowDataset, VideoClipDataset
 from dawn_lightning.data.motion_targets import META
 from dawn_lightning.data.sampling import EpochSampler
 from dawn_lightning.data.store import ClipStore, StoreError, read_json
@@ -43,12 +43,15 @@ class StoreDataModule(L.LightningDataModule):
         samples_per_clip: int = 1,
         val_batch_size: int | None = None,
         check_store: bool = True,
+        on_bad_clip: str = "skip",
+        bad_clips_file: str | None = None,
     ):
         super().__init__()
         self.store_dir, self.batch_size, self.num_workers = store_dir, batch_size, num_workers
         self.pin_memory, self.seed, self.samples_per_clip = pin_memory, seed, samples_per_clip
         self.val_batch_size = val_batch_size or batch_size
         self.check_store = check_store
+        self.bad_clips = BadClips(on_bad_clip, bad_clips_file)  # skipped clips: listed in bad_clips_file
         self.datasets: dict[str, Dataset] = {}
         self._resume_at: dict | None = None
 
@@ -155,7 +158,9 @@ class FramePairDataModule(StoreDataModule):
         self.augment = augment
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
-        return FramePairDataset(self.store_dir, split, train, self.seed, self.samples_per_clip, self.augment)
+        return FramePairDataset(
+            self.store_dir, split, train, self.seed, self.samples_per_clip, self.augment, self.bad_clips
+        )
 
 
 class PoseBlinkDataModule(StoreDataModule):
@@ -167,7 +172,7 @@ class PoseBlinkDataModule(StoreDataModule):
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
         return SignalWindowDataset(
-            self.store_dir, split, train, self.window, self.seed, self.samples_per_clip
+            self.store_dir, split, train, self.window, self.seed, self.samples_per_clip, self.bad_clips
         )
 
 
@@ -212,6 +217,7 @@ class VideoClipDataModule(StoreDataModule):
             self.samples_per_clip,
             min_frames,
             self.motion_dir if train else None,
+            self.bad_clips,
         )
 
     def collate(self, train: bool):

@@ -8,7 +8,10 @@ same whatever the number of ranks and workers, and after a resume.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -23,10 +26,52 @@ from dawn_lightning.data.store import ClipInfo, ClipReader, ClipStore, StoreErro
 from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
 from dawn_lightning.tensors.frames import fit_length
 
+log = logging.getLogger(__name__)
 SIGNALS = ("audio_features", "pose", "blink", "face_box", "mouth_box")
+ON_BAD_CLIP = ("skip", "error")
+SKIP_ATTEMPTS = 16  # unreadable clips in a row before a sample gives up
 # Readers a forked worker inherited from its parent. They are kept alive, never used: destroying a decord
 # reader in a child process aborts it (its destructor joins threads that exist only in the parent).
 _INHERITED_READERS: list[dict] = []
+
+
+class BadClips:
+    """What a dataset does with a clip it cannot read (a truncated video, an unreadable signals file):
+    ``on_bad_clip`` "skip" reports it once per process (a warning, and a JSON line appended to ``path``, the
+    run folder's ``bad_clips.jsonl``) and takes another sample; "error" stops with the reader's error."""
+
+    def __init__(self, on_bad_clip: str = "skip", path: str | os.PathLike | None = None):
+        if on_bad_clip not in ON_BAD_CLIP:
+            raise ValueError(f"data.on_bad_clip must be one of {ON_BAD_CLIP}, got {on_bad_clip!r}")
+        self.on_bad_clip, self.path = on_bad_clip, None if path is None else Path(path)
+        self._seen: set[str] = set()
+
+    def known(self, clip_id: str) -> bool:
+        return clip_id in self._seen
+
+    def __len__(self) -> int:
+        """The clips this process found unreadable."""
+        return len(self._seen)
+
+    def report(self, clip_id: str, error: Exception) -> None:
+        self._seen.add(clip_id)
+        log.warning("clip %s skipped: %s (data.on_bad_clip=error stops instead)", clip_id, error)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            line = json.dumps({"clip_id": clip_id, "error": str(error), "pid": os.getpid()}) + "\n"
+            with open(self.path, "a") as handle:  # one short appended line: whole under O_APPEND
+                handle.write(line)
+
+    def __getstate__(self):
+        return self.__dict__ | {"_seen": set()}
+
+
+def count_bad_clips(path: str | os.PathLike | None) -> int:
+    """The distinct clips listed in a ``bad_clips.jsonl`` (0 when there is none)."""
+    if path is None or not Path(path).is_file():
+        return 0
+    lines = Path(path).read_text().splitlines()
+    return len({json.loads(line)["clip_id"] for line in lines if line.strip()})
 
 
 class StoreDataset(Dataset):
@@ -40,6 +85,7 @@ class StoreDataset(Dataset):
         seed: int = 0,
         min_frames: int = 1,
         samples_per_clip: int = 1,
+        bad_clips: BadClips | None = None,
     ):
         store = ClipStore(store_dir)
         available = store.split(split)
@@ -55,9 +101,37 @@ class StoreDataset(Dataset):
         self._store = store
         self._readers: dict[str, ClipReader] = {}
         self._pid = os.getpid()
+        self.bad_clips = bad_clips if bad_clips is not None else BadClips()
 
     def __len__(self) -> int:
         return len(self.clips) * self.samples_per_clip
+
+    def __getitem__(self, key: int | Key) -> dict:
+        """The sample of ``key``; one whose clip cannot be read is reported and, with ``on_bad_clip`` "skip",
+        replaced by the sample of the next clip (a function of the key too, so ranks and resumes agree)."""
+        if self.bad_clips.on_bad_clip == "error":
+            return self.item(key)
+        epoch, index = split_key(key)
+        for attempt in range(min(SKIP_ATTEMPTS, len(self))):
+            candidate = (epoch, (index + attempt * self.samples_per_clip) % len(self))
+            info = self.clip_of(candidate)
+            if self.bad_clips.known(info.clip_id):
+                continue
+            try:
+                return self.item(candidate)
+            except StoreError as error:
+                self.bad_clips.report(info.clip_id, error)
+        raise StoreError(
+            f"{self.store_dir}: {SKIP_ATTEMPTS} clips in a row of split {self.split!r} cannot be read "
+            f"(listed in {self.bad_clips.path or 'the log'}); check the store with `dawn-store validate`"
+        )
+
+    def item(self, key: int | Key) -> dict:
+        raise NotImplementedError
+
+    def clip_of(self, key: int | Key) -> ClipInfo:
+        """The clip a sample reads."""
+        return self.clip(key)
 
     def reader(self, info: ClipInfo) -> ClipReader:
         """A reader for ``info``, opened once per process (decoders must not be shared across a fork)."""
@@ -90,11 +164,12 @@ class FramePairDataset(StoreDataset):
         seed: int = 0,
         samples_per_clip: int = 1,
         augment: PairAugment | None = None,
+        bad_clips: BadClips | None = None,
     ):
-        super().__init__(store_dir, split, train, seed, min_frames=2, samples_per_clip=samples_per_clip)
+        super().__init__(store_dir, split, train, seed, 2, samples_per_clip, bad_clips)
         self.augment = augment if train else None
 
-    def __getitem__(self, key: int | Key) -> dict:
+    def item(self, key: int | Key) -> dict:
         info, rng = self.clip(key), self.rng(key)
         source, driving = rng.choice(info.num_frames, size=2, replace=False)
         reader = self.reader(info)
@@ -123,15 +198,19 @@ class SignalWindowDataset(StoreDataset):
         window: int = 200,
         seed: int = 0,
         samples_per_clip: int = 1,
+        bad_clips: BadClips | None = None,
     ):
-        super().__init__(store_dir, split, train, seed, min_frames=2, samples_per_clip=samples_per_clip)
+        super().__init__(store_dir, split, train, seed, 2, samples_per_clip, bad_clips)
         self.window = window
         self.windows = [(c, start) for c in self.clips for start in range(0, c.num_frames - 1, window)]
 
     def __len__(self) -> int:
         return super().__len__() if self.train else len(self.windows)
 
-    def __getitem__(self, key: int | Key) -> dict:
+    def clip_of(self, key: int | Key) -> ClipInfo:
+        return self.clip(key) if self.train else self.windows[split_key(key)[1]][0]
+
+    def item(self, key: int | Key) -> dict:
         item = {}
         if self.train:
             info, rng = self.clip(key), self.rng(key)
@@ -173,6 +252,7 @@ class VideoClipDataset(StoreDataset):
         samples_per_clip: int = 1,
         min_frames: int | None = None,
         motion_dir: str | None = None,
+        bad_clips: BadClips | None = None,
     ):
         if mode not in ("first", "random"):
             raise ValueError(f"mode must be 'first' or 'random', got {mode!r}")
@@ -180,9 +260,7 @@ class VideoClipDataset(StoreDataset):
             raise ValueError("precomputed motion targets (motion_dir) serve curriculum A training only")
         if min_frames is not None and not 1 <= min_frames <= num_frames:
             raise ValueError(f"need 1 <= min_frames <= num_frames, got {min_frames}, {num_frames}")
-        super().__init__(
-            store_dir, split, train, seed, min_frames=num_frames, samples_per_clip=samples_per_clip
-        )
+        super().__init__(store_dir, split, train, seed, num_frames, samples_per_clip, bad_clips)
         self.num_frames, self.mode, self.min_frames = num_frames, mode, min_frames
         self.targets = None if motion_dir is None else MotionTargets(motion_dir, num_frames)
         if self.targets is not None:
@@ -194,7 +272,7 @@ class VideoClipDataset(StoreDataset):
                     f"run dawn-precompute-motion on {self.store_dir}"
                 )
 
-    def __getitem__(self, key: int | Key) -> dict:
+    def item(self, key: int | Key) -> dict:
         info, rng = self.clip(key), self.rng(key)
         reader = self.reader(info)
         if self.targets is not None:  # a precomputed start: its x0 and z_src instead of frames

@@ -238,7 +238,10 @@ class ClipReader:
         """uint8 (N, S, S, 3) frames at ``indices``."""
         indices = list(indices)
         if self._video is not None:
-            return self._video.get(indices)
+            try:
+                return self._video.get(indices)
+            except (OSError, IndexError) as error:  # truncated or corrupt: its message names the file
+                raise StoreError(str(error)) from None
         path = self.dir / "frames.npy"
         try:
             return np.load(path, mmap_mode="r")[indices]

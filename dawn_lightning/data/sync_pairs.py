@@ -20,8 +20,9 @@ from torchvision.transforms.v2.functional import gaussian_blur
 
 from dawn_lightning import SAMPLES_PER_FRAME
 from dawn_lightning.data.datamodules import StoreDataModule
+from dawn_lightning.data.datasets import BadClips
 from dawn_lightning.data.sampling import Key, sample_rng, split_key
-from dawn_lightning.data.store import ClipStore
+from dawn_lightning.data.store import ClipStore, StoreError
 from dawn_lightning.metrics.mfcc import mfcc
 from dawn_lightning.models.syncnet import MFCC_PER_FRAME, MFCC_WINDOW, WINDOW_FRAMES, crop_mouth
 
@@ -95,14 +96,22 @@ class SyncPairDataset(Dataset):
         min_shift: int = 3,
         max_shift: int = 15,
         degrade: RenderingDegradation | None = None,
+        bad_clips: BadClips | None = None,
     ):
         self.train, self.seed, self.samples_per_clip = train, seed, samples_per_clip
         self.degrade = degrade if train else None
         self.min_shift, self.max_shift = min_shift, max_shift
         self.clips = []
+        bad_clips = bad_clips if bad_clips is not None else BadClips()
         for info in store.split(split):
             reader = store.reader(info)
-            frames = torch.from_numpy(reader.frames(range(info.num_frames)))
+            try:
+                frames = torch.from_numpy(reader.frames(range(info.num_frames)))
+            except StoreError as error:  # read whole here: a bad clip is left out (or stops the run)
+                if bad_clips.on_bad_clip == "error":
+                    raise
+                bad_clips.report(info.clip_id, error)
+                continue
             crops = crop_mouth(frames, crop_box, crop_size).half()
             rest = crops.float().median(0).values if self.degrade is not None else None
             audio = reader.audio()
@@ -173,4 +182,5 @@ class SyncPairDataModule(StoreDataModule):
             self.min_shift,
             self.max_shift,
             self.degrade,
+            self.bad_clips,
         )
