@@ -93,7 +93,7 @@ def store_config(settings: Settings, features=None, layout: str = "generic") -> 
         "size": settings.size,
         "face": {k: v for k, v in settings.face.items() if k != "model_path"},
         "crop": settings.crop,
-        "split": {"seed": 0, "val": 0.0, "test": 0.0, "val_list": None, "test_list": None},
+        "split": {"seed": 0, "val": 0.34, "test": 0.0, "val_list": None, "test_list": None},  # a val speaker
         "audio_features": features.spec,
     }
 

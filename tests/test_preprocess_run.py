@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,66 @@ def test_configs_compose_for_every_layout_and_the_cli_dry_run_lists_videos(video
     assert out.returncode == 0, out.stderr
     assert "todo     " in out.stdout and "alice/talk1.mp4: speaker alice, split" in out.stdout
     assert "(dry run)" in out.stdout and not (tmp_path / "store").exists()
+
+
+def test_splits_come_from_the_speakers_that_gave_clips(stub_face, tmp_path):
+    """10 speakers, 4 of whose videos give nothing (corrupt, empty, no audio, no face): val and test are made
+    from the 6 that gave clips, so neither is empty, and the store is valid for training."""
+    root = tmp_path / "videos"
+    for name in ("ann", "ben", "cat", "dan", "eve", "fay"):
+        talking_video(root / name / "talk.mp4", seconds=1.2)
+    whole = talking_video(tmp_path / "whole.mp4", seconds=1.2).read_bytes()
+    (root / "gus").mkdir()
+    (root / "gus" / "corrupt.mp4").write_bytes(whole[: len(whole) // 3])
+    (root / "hal").mkdir()
+    (root / "hal" / "empty.mp4").write_bytes(b"")
+    talking_video(root / "ivy" / "silent.mp4", seconds=1.2, audio=False)
+    talking_video(root / "jon" / "dark.mp4", seconds=1.2, brightness=5)
+    chosen = settings()
+    config = store_config(chosen, FEATURES)
+    config["split"] |= {"val": 0.1, "test": 0.1}
+    summary = preprocess(root, tmp_path / "store", config, FEATURES, chosen, progress=False)
+    assert sum(r.status == "done" for r in summary.results) == 6
+    store = ClipStore(tmp_path / "store")
+    splits = {s: {c.meta["identity"] for c in store.split(s)} for s in ("train", "val", "test")}
+    assert len(splits["val"]) == 1 and len(splits["test"]) == 1 and len(splits["train"]) == 4
+    assert set().union(*splits.values()) == {"ann", "ben", "cat", "dan", "eve", "fay"}
+    for clip in store.clips:  # each clip's own record agrees with the index
+        assert (
+            json.loads((store.root / "clips" / clip.clip_id / "meta.json").read_text())["split"] == clip.split
+        )
+    assert validate_store(tmp_path / "store") == []
+
+
+def test_validate_reports_an_empty_split_that_training_needs(stub_face, videos, tmp_path):
+    chosen = settings()
+    config = store_config(chosen, FEATURES)
+    config["split"]["val"] = 0.0
+    preprocess(videos, tmp_path / "store", config, FEATURES, chosen, progress=False)
+    problems = [str(p) for p in validate_store(tmp_path / "store", decode=False)]
+    assert problems == [
+        "store: split 'val' has no clips, and training needs it " + problems[0].split("needs it ")[1]
+    ]
+    assert "split.val" in problems[0]
+
+
+def test_a_rerun_with_other_settings_is_refused_in_one_line(stub_face, videos, tmp_path):
+    _run(videos, tmp_path / "store")
+    model = tmp_path / "face_landmarker.task"
+    model.write_bytes(b"not read: the store refuses the run first")
+    script = Path(sys.executable).parent / "dawn-preprocess"
+    result = subprocess.run(
+        [
+            str(script),
+            f"input={videos}",
+            f"output={tmp_path / 'store'}",
+            "size=48",
+            f"face.model_path={model}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stdout + result.stderr
+    assert lines[0].startswith("error ") and "this store was made with another config" in lines[0]

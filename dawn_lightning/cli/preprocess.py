@@ -20,6 +20,7 @@ from dawn_lightning.config import CONF_DIR
 @hydra.main(config_path=str(CONF_DIR), config_name="preprocess", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from dawn_lightning.data.preprocess.run import PreprocessError, Settings, preprocess
+    from dawn_lightning.data.store import StoreError
 
     console = Console(soft_wrap=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -42,7 +43,7 @@ def main(cfg: DictConfig) -> None:
         summary = preprocess(
             cfg.input, cfg.output, config, features, settings, cfg.workers, cfg.dry_run, cfg.progress
         )
-    except (PreprocessError, FileNotFoundError, ImportError) as error:
+    except (PreprocessError, StoreError, FileNotFoundError, ImportError) as error:
         console.print(f"[red]error[/red] {error}", highlight=False)
         sys.exit(1)
     for result in summary.results:

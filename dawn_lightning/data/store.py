@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,16 +171,20 @@ class StoreWriter:
         """Record that ``clip_id`` could not be made; the run goes on."""
         write_json_atomic(self.root / "failed" / f"{clip_id}.json", {"clip_id": clip_id, "reason": reason})
 
-    def finalize(self) -> dict:
-        """Write ``index.json`` from the complete clips and recorded failures; returns the index."""
-        clips = sorted(
-            (
-                read_json(d / "meta.json")
-                for d in (self.root / "clips").iterdir()
-                if d.is_dir() and not d.name.startswith(".")
-            ),
-            key=lambda m: m["clip_id"],
-        )
+    def finalize(self, splits: Callable[[list[str]], dict[str, str]] | None = None) -> dict:
+        """Write ``index.json`` from the complete clips and recorded failures; returns the index.
+
+        ``splits``: identities -> {identity: split}, called with the identities that have clips, so a split
+        is made from speakers that produced clips (not from videos that later failed); a clip whose split
+        changes has its meta.json rewritten."""
+        folders = [d for d in (self.root / "clips").iterdir() if d.is_dir() and not d.name.startswith(".")]
+        clips = sorted((read_json(d / "meta.json") for d in folders), key=lambda m: m["clip_id"])
+        if splits is not None:
+            chosen = splits(sorted({c["identity"] for c in clips}))
+            for clip in clips:
+                if clip["split"] != chosen[clip["identity"]]:
+                    clip["split"] = chosen[clip["identity"]]
+                    write_json_atomic(self.root / "clips" / clip["clip_id"] / "meta.json", clip)
         failed = sorted(
             (read_json(p) for p in (self.root / "failed").glob("*.json")), key=lambda m: m["clip_id"]
         )

@@ -12,6 +12,11 @@ import numpy as np
 from dawn_lightning import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from dawn_lightning.data.store import ClipInfo, ClipStore, StoreError
 
+TRAINING_SPLITS = {
+    "train": "the stages learn from it",
+    "val": "every stage validates on it; preprocessing gives it speakers by split.val or split.val_list",
+}
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -34,6 +39,12 @@ def validate_store(root: str | os.PathLike, decode: bool = True) -> list[Problem
     problems = []
     if not store.clips:
         problems.append(Problem(None, f"{store.root}: the index lists no clips"))
+    else:
+        problems += [
+            Problem(None, f"split {split!r} has no clips, and training needs it ({TRAINING_SPLITS[split]})")
+            for split in TRAINING_SPLITS
+            if not store.split(split)
+        ]
     listed = {c.clip_id for c in store.clips}
     on_disk = {d.name for d in (store.root / "clips").iterdir() if d.is_dir() and not d.name.startswith(".")}
     problems += [

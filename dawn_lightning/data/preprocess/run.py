@@ -215,7 +215,8 @@ class Summary:
 
 
 def plan_jobs(input_dir, layout: str, extensions: list[str], split: dict) -> list[VideoJob]:
-    """Every video under ``input_dir`` with its speaker and split; PreprocessError when there are none."""
+    """Every video under ``input_dir`` with its speaker and a provisional split (the index assigns the
+    splits from the speakers whose videos gave clips); PreprocessError when there are none."""
     found = find_videos(input_dir, layout, extensions)
     if not found:
         raise PreprocessError(
@@ -224,11 +225,14 @@ def plan_jobs(input_dir, layout: str, extensions: list[str], split: dict) -> lis
     ids = Counter(video_id for _, video_id, _ in found)
     if any(n > 1 for n in ids.values()):
         raise PreprocessError(f"{input_dir}: video ids collide: {[i for i, n in ids.items() if n > 1]}")
-    lists = {"val": split.get("val_list"), "test": split.get("test_list")}
-    splits = assign_splits(
-        sorted({s for _, _, s in found}), split["seed"], split["val"], split["test"], lists
-    )
+    splits = speaker_splits(sorted({s for _, _, s in found}), split)  # provisional: final at the index
     return [VideoJob(str(path), video_id, speaker, splits[speaker]) for path, video_id, speaker in found]
+
+
+def speaker_splits(speakers: list[str], split: dict) -> dict[str, str]:
+    """speaker -> split by the run's ``split`` settings (fractions, seed, speaker lists)."""
+    lists = {"val": split.get("val_list"), "test": split.get("test_list")}
+    return assign_splits(speakers, split["seed"], split["val"], split["test"], lists)
 
 
 def preprocess(
@@ -296,7 +300,7 @@ def preprocess(
             )
             if result.status != "done":
                 log.warning("%s %s: %s", result.status, result.path, result.reason)
-    index = writer.finalize()
+    index = writer.finalize(lambda speakers: speaker_splits(speakers, config["split"]))
     summary = Summary(results, index, time.perf_counter() - started)
     write_json_atomic(root / "summary.json", summary.as_dict())
     return summary
