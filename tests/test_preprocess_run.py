@@ -169,9 +169,9 @@ def test_validate_reports_an_empty_split_that_training_needs(stub_face, videos, 
     config["split"]["val"] = 0.0
     preprocess(videos, tmp_path / "store", config, FEATURES, chosen, progress=False)
     problems = [str(p) for p in validate_store(tmp_path / "store", decode=False)]
-    assert problems == [
-        "store: split 'val' has no clips, and training needs it " + problems[0].split("needs it ")[1]
-    ]
+    assert len(problems) == 1 and problems[0].startswith(
+        "store: split 'val' has no clips, and training needs"
+    )
     assert "split.val" in problems[0]
 
 
