@@ -17,7 +17,7 @@ from dawn_lightning.data.portrait import PortraitError, load_portrait, read_imag
 from dawn_lightning.data.speech import SpeechError, load_speech
 from dawn_lightning.models.audio_to_motion.temporal_attention import TemporalAttention
 from dawn_lightning.pipeline import DawnPipeline, chunk_bounds, load_pose_blink
-from tests.pipeline_fixtures import BAD_AUDIO, bad_audio, portrait, speech
+from tests.pipeline_fixtures import BAD_AUDIO, bad_audio, portrait, speech, write_wav
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
@@ -247,3 +247,54 @@ def test_real_portrait_and_speech(pipeline, tmp_path):
     assert load_portrait(REALDATA / "MakeItTalk/examples/lab3.jpg", 64).shape == (3, 64, 64)
     track = load_speech(REALDATA / "video-retalking/examples/face/2.mp4")
     assert abs(len(track) / 16_000 - 5.04) < 0.1
+
+
+def test_overlapping_chunks_cover_every_frame_and_cross_fade_to_one():
+    from dawn_lightning.pipeline.chunks import blend_chunks, crossfade_weights, overlapping_chunks
+
+    bounds = overlapping_chunks(250, 100, 10)
+    assert bounds == [(0, 100), (90, 190), (180, 250)]
+    assert overlapping_chunks(80, 100, 10) == [(0, 80)]
+    total = torch.zeros(250)
+    for (start, stop), weight in zip(bounds, crossfade_weights(bounds), strict=True):
+        total[start:stop] += weight
+    torch.testing.assert_close(total, torch.ones(250))
+    # two windows that disagree by a step of 1 join with a ramp of 1 / (overlap + 1) per frame, no jump
+    pieces = [torch.zeros(1, 3, 100, 2, 2), torch.ones(1, 3, 100, 2, 2), torch.ones(1, 3, 70, 2, 2)]
+    joined = blend_chunks(pieces, bounds, 250)
+    steps = joined[0, 0, :, 0, 0].diff()
+    assert joined.shape == (1, 3, 250, 2, 2) and steps.min() >= 0
+    assert steps.max() == pytest.approx(1 / 11) and joined[0, 0, 100:, 0, 0].eq(1).all()
+    with pytest.raises(ValueError, match="overlap must be in"):
+        overlapping_chunks(250, 100, 50)
+
+
+def test_chunked_generation_blends_windows_and_one_window_is_unchanged(checkpoints, tmp_path, one_thread):
+    write_wav(tmp_path / "speech.wav", speech(1.0)[0])  # 25 frames
+    Image.fromarray(portrait((64, 64))).save(tmp_path / "face.png")
+    common = {"sampler": {"num_steps": 2}, "device": "cpu"}
+    whole = DawnPipeline.from_checkpoints(
+        checkpoints["motion"], checkpoints["pose_blink"], checkpoints["diffusion"], **common
+    )
+    fits = DawnPipeline.from_checkpoints(
+        checkpoints["motion"], checkpoints["pose_blink"], checkpoints["diffusion"], max_frames=25, **common
+    )
+    a, b = (
+        whole(tmp_path / "face.png", tmp_path / "speech.wav"),
+        fits(tmp_path / "face.png", tmp_path / "speech.wav"),
+    )
+    np.testing.assert_array_equal(a.frames, b.frames)  # a window that fits is the one-pass generation
+    chunked = DawnPipeline.from_checkpoints(
+        checkpoints["motion"],
+        checkpoints["pose_blink"],
+        checkpoints["diffusion"],
+        max_frames=12,
+        on_too_long="chunk",
+        chunk_overlap=4,
+        **common,
+    )
+    assert chunked._windows(25) == [(0, 12), (8, 20), (16, 25)]
+    video = chunked(tmp_path / "face.png", tmp_path / "speech.wav")
+    assert (
+        video.frames.shape == (25, 64, 64, 3) and video.pose.shape == (25, 6) and video.blink.shape == (25, 2)
+    )

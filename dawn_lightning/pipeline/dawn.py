@@ -13,8 +13,9 @@ the pose/blink deltas from the initial state -> the stage-1 decoder renders the 
 One seed drives both generative stages: the same seed gives the same frames. With ``max_frames`` set, a
 longer input is an error (``on_too_long="error"``) or is generated in consecutive chunks of at most
 ``max_frames`` (``"chunk"``): stage 2 starts each chunk from the last state of the previous one, so pose and
-blink run on continuously; stage 3 has no input for the previous chunk's motion, so each chunk's motion is
-sampled afresh from the portrait and the continuous conditions, and a chunk boundary can show a jump.
+blink run on continuously; stage 3 samples windows of at most ``max_frames`` that overlap by
+``chunk_overlap`` frames, and cross-fades their motion over each overlap before stage 1 renders it, so a
+join does not jump.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from dawn_lightning.models.audio_to_motion.motion_diffusion import (
 )
 from dawn_lightning.models.audio_to_motion.temporal_attention import TemporalAttention, set_temporal_window
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
-from dawn_lightning.pipeline.chunks import chunk_bounds
+from dawn_lightning.pipeline.chunks import blend_chunks, chunk_bounds, overlapping_chunks
 from dawn_lightning.pipeline.device import PRECISIONS, resolve_device
 from dawn_lightning.pipeline.initial_state import (
     FaceInitialState,
@@ -85,6 +86,8 @@ class DawnPipeline:
     temperature: scale of stage 2's latent noise.
     portrait_mode, background: how the portrait becomes a square frame (`load_portrait`).
     max_frames, on_too_long: a length limit and what exceeding it does ("error" or "chunk").
+    chunk_overlap: frames that consecutive stage-3 chunks share (at most under half of ``max_frames``); their
+        motion is cross-faded there.
     initial_state: the portrait's face box, pose and blink; default: measured by ``face_backend`` when given
         (`FaceInitialState`), else `MeanInitialState`.
     face_backend: a face backend (`dawn_lightning.data.preprocess.face`, e.g. `MediaPipeFaceBackend`).
@@ -111,6 +114,7 @@ class DawnPipeline:
         background: Literal["white", "black"] = "white",
         max_frames: int | None = None,
         on_too_long: Literal["error", "chunk"] = "error",
+        chunk_overlap: int = 10,
         initial_state: InitialStateEstimator | None = None,
         face_backend: Any = None,
         hubert_path: str | os.PathLike | None = None,
@@ -125,8 +129,8 @@ class DawnPipeline:
             raise ValueError(f"on_too_long must be 'error' or 'chunk', got {on_too_long!r}")
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be a positive number of frames or null, got {max_frames}")
-        if decode_batch_size < 1:
-            raise ValueError(f"decode_batch_size must be positive, got {decode_batch_size}")
+        if chunk_overlap < 0:
+            raise ValueError(f"chunk_overlap must be a number of frames >= 0, got {chunk_overlap}")
         self.device = resolve_device(device)
         self.precision = precision
         self.motion = motion.to(self.device).eval()
@@ -146,7 +150,7 @@ class DawnPipeline:
             set_temporal_window(self.diffusion, window)
         self.decode_batch_size, self.temperature = int(decode_batch_size), float(temperature)
         self.portrait_mode, self.background = portrait_mode, background
-        self.max_frames, self.on_too_long = max_frames, on_too_long
+        self.max_frames, self.on_too_long, self.chunk_overlap = max_frames, on_too_long, chunk_overlap
         self.signals = pose_blink_record.get("signals", "both")
         if initial_state is None and face_backend is not None:
             initial_state = self._face_initial_state(face_backend)
@@ -245,6 +249,7 @@ class DawnPipeline:
             background=cfg["framing"]["background"],
             max_frames=cfg["max_frames"],
             on_too_long=cfg["on_too_long"],
+            chunk_overlap=cfg["chunk_overlap"],
             face_backend=face_backend_from_config(cfg.get("face")),
             hubert_path=(cfg.get("audio_features") or {}).get("hubert_path"),
         )
@@ -427,36 +432,52 @@ class DawnPipeline:
             time.perf_counter() - started,
         )
         init = self._normalise(torch.cat([ref_pose, ref_blink], dim=-1))
-        frames, poses, blinks = [], [], []
-        for index, (start, stop) in enumerate(bounds):
-            audio_chunk = features[:, start:stop]
-            clock = time.perf_counter()
+        poses, blinks = [], []
+        clock = time.perf_counter()
+        for index, (start, stop) in enumerate(bounds):  # stage 2 runs on from chunk to chunk
             if given is None:
+                audio_chunk = features[:, start:stop]
                 pose, blink, init = self._pose_blink(audio_chunk, init, seed + index, ref_pose, ref_blink)
             else:
                 pose = torch.from_numpy(given[0][start:stop]).to(self.device)[None]
                 blink = torch.from_numpy(given[1][start:stop]).to(self.device)[None]
-            timings["stage2"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            x0 = self._motion(context, audio_chunk, pose, blink, ref_pose, ref_blink, generator, progress)
-            timings["stage3"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            frames.append(self._render(source, x0))
-            timings["stage1"] += time.perf_counter() - clock
-            poses.append(pose[0].float().cpu().numpy())
-            blinks.append(blink[0].float().cpu().numpy())
+            poses.append(pose)
+            blinks.append(blink)
+        pose, blink = torch.cat(poses, dim=1), torch.cat(blinks, dim=1)
+        timings["stage2"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        windows = self._windows(num_frames)
+        pieces = [
+            self._motion(
+                context,
+                features[:, start:stop],
+                pose[:, start:stop],
+                blink[:, start:stop],
+                ref_pose,
+                ref_blink,
+                generator,
+                progress,
+            )
+            for start, stop in windows
+        ]
+        x0 = pieces[0] if len(pieces) == 1 else blend_chunks(pieces, windows, num_frames)
+        timings["stage3"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        frames = self._render(source, x0)
+        timings["stage1"] = time.perf_counter() - clock
         log.info("generated in %.1f s", time.perf_counter() - started)
         return GeneratedVideo(
-            np.concatenate(frames),
+            frames,
             speech,
-            np.concatenate(poses),
-            np.concatenate(blinks),
+            pose[0].float().cpu().numpy(),
+            blink[0].float().cpu().numpy(),
             FPS,
             SAMPLE_RATE,
             timings,
         )
 
     def _chunks(self, num_frames: int) -> list[tuple[int, int]]:
+        """Stage 2's consecutive chunks of at most ``max_frames`` (one when the input fits)."""
         if self.max_frames is None or num_frames <= self.max_frames:
             return chunk_bounds(num_frames, None)
         if self.on_too_long == "error":
@@ -466,6 +487,13 @@ class DawnPipeline:
                 "on_too_long=chunk"
             )
         return chunk_bounds(num_frames, self.max_frames)
+
+    def _windows(self, num_frames: int) -> list[tuple[int, int]]:
+        """Stage 3's windows of at most ``max_frames``, consecutive ones sharing ``chunk_overlap`` frames."""
+        if self.max_frames is None or num_frames <= self.max_frames:
+            return [(0, num_frames)]
+        overlap = min(self.chunk_overlap, (self.max_frames - 1) // 2)  # under half a window
+        return overlapping_chunks(num_frames, self.max_frames, overlap)
 
     # stage 2 works on the normalised states of its signals; stage 3 on pose (6) and blink (2)
     def _normalise(self, states: torch.Tensor) -> torch.Tensor:
