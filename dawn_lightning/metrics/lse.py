@@ -35,16 +35,22 @@ class SyncEmbedder(Protocol):
     def forward_aud(self, mfcc: torch.Tensor) -> torch.Tensor: ...
 
 
+def shift_distances(video: torch.Tensor, audio: torch.Tensor, max_shift: int = MAX_SHIFT) -> torch.Tensor:
+    """Lip embeddings (N, d) and audio embeddings (N, d) -> the distance of each lip window to the audio
+    shifted by -max_shift..+max_shift (N, 2 * max_shift + 1), zero vectors past the ends: syncnet_python's
+    ``calc_pdist``, vectorised."""
+    window = 2 * max_shift + 1
+    padded = F.pad(audio, (0, 0, max_shift, max_shift))
+    candidates = rearrange(padded.unfold(0, window, 1), "n d k -> n k d")
+    return F.pairwise_distance(video[:, None].expand_as(candidates), candidates)
+
+
 def offset_search(
     video: torch.Tensor, audio: torch.Tensor, max_shift: int = MAX_SHIFT
 ) -> tuple[int, float, float, torch.Tensor]:
     """Lip embeddings (N, d) and audio embeddings (N, d) -> (offset, LSE-D, LSE-C, mean distance per
-    candidate (2 * max_shift + 1,)): syncnet_python's ``calc_pdist`` and scores, vectorised."""
-    window = 2 * max_shift + 1
-    padded = F.pad(audio, (0, 0, max_shift, max_shift))
-    candidates = rearrange(padded.unfold(0, window, 1), "n d k -> n k d")
-    distances = F.pairwise_distance(video[:, None].expand_as(candidates), candidates)
-    mean = distances.mean(0)
+    candidate (2 * max_shift + 1,)): syncnet_python's scores of `shift_distances`."""
+    mean = shift_distances(video, audio, max_shift).mean(0)
     minimum, index = torch.min(mean, 0)
     return max_shift - int(index), float(minimum), float(torch.median(mean) - minimum), mean
 
