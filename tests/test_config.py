@@ -80,6 +80,8 @@ def test_experiments_compose_for_training(experiment, tiny_store):
         assert cfg.datamodule._target_.endswith("FramePairDataModule")
     if experiment.startswith("stage2"):
         assert cfg.model.net.audio_dim == 8 and cfg.model.net.state_dim == 8  # from the store and the signals
+    if experiment.startswith(("stage2", "stage3")):  # every generative stage averages its weights
+        assert cfg.callbacks.ema._target_.endswith("EMA")
 
 
 def test_command_line_model_overrides_the_experiment():
