@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dawn_lightning import SAMPLES_PER_FRAME
+from dawn_lightning import FPS, SAMPLES_PER_FRAME
 from dawn_lightning.metrics.suite import EvaluationSuite
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def evaluate_run(cfg: Mapping) -> dict:
             f"the run generates {pipeline.frame_size} px frames, the store {store.root} holds "
             f"{store.frame_size} px"
         )
-    suite = EvaluationSuite(cfg["metrics"], pipeline.device)
+    suite = EvaluationSuite(cfg["metrics"], pipeline.device, face_detector(cfg))
     if pipeline.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(pipeline.device)
     onsets = LogMelFeatures()
@@ -109,12 +109,43 @@ def evaluate_run(cfg: Mapping) -> dict:
     return record
 
 
+def face_detector(cfg: Mapping):
+    """The face boxes of a video's frames by the face backend of ``cfg["face"]`` (for LSE's face crop), or
+    None when ``metrics.lse.face_crop`` is off."""
+    if not cfg["metrics"]["lse"].get("face_crop"):
+        return None
+    from dawn_lightning.pipeline import face_backend_from_config
+
+    backend = face_backend_from_config(cfg.get("face"))
+    if backend is None:
+        raise ValueError(
+            "metrics.lse.face_crop=true needs a face model: set face.model_path (or DAWN_FACE_MODEL) to "
+            "MediaPipe's face_landmarker.task"
+        )
+
+    def boxes(frames: np.ndarray) -> list:
+        backend.reset()  # each video is tracked from its first frame
+        found = [backend.analyze(np.ascontiguousarray(f), t * 1000 // FPS) for t, f in enumerate(frames)]
+        backend.reset()
+        return [None if face is None else face.box for face in found]
+
+    return boxes
+
+
 def read_mp4(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 frames (T, H, W, 3) and the 16 kHz mono sound track (None if it has none) of an mp4."""
+    """uint8 frames (T, H, W, 3) at 25 fps and the 16 kHz mono sound track (None if it has none) of a video;
+    one at another or a variable frame rate is resampled to 25 fps, its sound aligned to its first frame."""
+    from dawn_lightning.data.preprocess.decode import NoAudioError, open_video
     from dawn_lightning.data.speech import SpeechError, load_speech
     from dawn_lightning.data.video_io import VideoReader
 
     reader = VideoReader(path)
+    if abs(reader.fps - FPS) > 1e-3:
+        try:
+            video = open_video(path)
+            return video.frames(0, video.num_frames), video.audio
+        except NoAudioError:
+            pass
     frames = reader.get(range(len(reader)))
     try:
         audio = load_speech(path)
@@ -137,7 +168,7 @@ def evaluate_folders(cfg: Mapping) -> dict:
     if missing:
         raise FileNotFoundError(f"real_dir: {real} lacks {', '.join(missing[:5])} (matched by file name)")
     device = _device(cfg["device"])
-    suite = EvaluationSuite(cfg["metrics"], device)
+    suite = EvaluationSuite(cfg["metrics"], device, face_detector(cfg))
     reals = [real / f.name for f in fakes]
     for index, (fake_path, real_path) in enumerate(zip(fakes, reals, strict=True)):
         truth, audio = read_mp4(real_path)

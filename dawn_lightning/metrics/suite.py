@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torchmetrics import Metric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from dawn_lightning import FPS
 from dawn_lightning.metrics.csim import IdentitySimilarity, load_face_recognition
+from dawn_lightning.metrics.face_crop import CropSettings, Detector, face_crop
 from dawn_lightning.metrics.fid import FID, image_features
 from dawn_lightning.metrics.fvd import FVD, video_features
 from dawn_lightning.metrics.lpips import LPIPS
@@ -34,6 +36,7 @@ from dawn_lightning.metrics.motion_stats import (
 from dawn_lightning.metrics.video_mean import VideoMean
 
 log = logging.getLogger(__name__)
+CHUNK_FRAMES = 16  # frames converted to float and scored at a time
 LSE_SIDES = {"truth": "ground truth", "generated": "generated", "control": "generated + another clip's audio"}
 
 
@@ -43,6 +46,11 @@ def _images(frames: np.ndarray, device: torch.device) -> torch.Tensor:
         rearrange(torch.from_numpy(np.ascontiguousarray(frames)).to(device), "t h w c -> t c h w").float()
         / 255
     )
+
+
+def resize_frames(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(T, 3, H, W) -> (T, 3, size, size), bilinear as `FVD` resizes (which then leaves them as they are)."""
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def build_syncnet(kind: str, weights: str):
@@ -58,8 +66,11 @@ def build_syncnet(kind: str, weights: str):
 class EvaluationSuite:
     """``add_video(...)`` per test clip, then ``results()``: {key: {"label", "value"}} and ``notes``."""
 
-    def __init__(self, settings: Mapping, device: str | torch.device = "cpu"):
+    def __init__(self, settings: Mapping, device: str | torch.device = "cpu", detect: Detector | None = None):
+        """``detect``: the face detector of LSE's face crop (`face_crop`), needed with
+        ``lse.face_crop``."""
         self.device = torch.device(device)
+        self.detect = detect
         self.notes: list[str] = []
         self.labels: dict[str, str] = {}
         self.metrics: dict[str, Metric] = {}
@@ -130,7 +141,14 @@ class EvaluationSuite:
             self.syncnet = None
             return
         self.syncnet = build_syncnet(kind, weights).to(self.device)
+        self.crop = CropSettings(**settings["crop"]) if settings.get("face_crop") else None
+        if self.crop is not None and self.detect is None:
+            raise ValueError(
+                "metrics.lse.face_crop needs a face detector: set face.model_path (DAWN_FACE_MODEL)"
+            )
+        self.uncropped = 0
         name = "project SyncNet" if kind == "compact" else "syncnet_v2"
+        name += ", face crop of syncnet_python's pipeline" if self.crop is not None else ""
         for side, description in LSE_SIDES.items():
             self._add(f"lse_{side}", f"LSE ({name}), {description}", LipSyncError(self.syncnet))
 
@@ -148,9 +166,27 @@ class EvaluationSuite:
         speech; fake_audio: the generated video's (default: ``audio``); control_audio: another clip's speech,
         paired with the generated frames for the LSE control."""
         length = min(len(real), len(fake))
-        real_images, fake_images = _images(real, self.device), _images(fake, self.device)
-        real_features = self.metrics["fid"].features(real_images)
-        fake_features = self.metrics["fid"].features(fake_images)
+        fid_net = self.metrics["fid"]
+        features = {"real": [], "fake": []}
+        fvd_size = next((m.size for k, m in self.metrics.items() if k.startswith("fvd")), None)
+        fvd_frames = {"real": [], "fake": []}  # each video at the FVD network's size (3, T, s, s)
+        for start in range(0, max(len(real), len(fake)), CHUNK_FRAMES):  # memory bounded at any size
+            images = {}
+            for side, video in (("real", real), ("fake", fake)):
+                if start < len(video):
+                    images[side] = _images(video[start : start + CHUNK_FRAMES], self.device)
+                    features[side].append(fid_net.features(images[side]))
+                    if fvd_size is not None:
+                        fvd_frames[side].append(resize_frames(images[side], fvd_size))
+            common = max(0, min(CHUNK_FRAMES, length - start))
+            if common:
+                for key in ("ssim", "psnr", "lpips"):
+                    self.metrics[key].update(images["fake"][:common], images["real"][:common])
+            if "csim" in self.metrics and "fake" in images:
+                if start == 0:
+                    reference = images["real"][0]
+                self.metrics["csim"].update(reference, images["fake"])
+        real_features, fake_features = torch.cat(features["real"]), torch.cat(features["fake"])
         for key in ("fid", "fid_first", "fid_last"):
             self.metrics[key].update(real_features, real=True, features=True)
         self.metrics["fid"].update(fake_features, real=False, features=True)
@@ -159,17 +195,24 @@ class EvaluationSuite:
             self.metrics["fid_last"].update(fake_features[-self.dr_frames :], real=False, features=True)
         for key, metric in self.metrics.items():
             if key.startswith("fvd"):
-                metric.update(rearrange(real_images, "t c h w -> c t h w"), real=True)
-                metric.update(rearrange(fake_images, "t c h w -> c t h w"), real=False)
-        for key in ("ssim", "psnr", "lpips"):
-            self.metrics[key].update(fake_images[:length], real_images[:length])
-        if "csim" in self.metrics:
-            self.metrics["csim"].update(real_images[0], fake_images)
+                metric.update(rearrange(torch.cat(fvd_frames["real"]), "t c h w -> c t h w"), real=True)
+                metric.update(rearrange(torch.cat(fvd_frames["fake"]), "t c h w -> c t h w"), real=False)
         if self.syncnet is not None:
-            self.metrics["lse_truth"].update(real, audio)
-            self.metrics["lse_generated"].update(fake, audio if fake_audio is None else fake_audio)
-            if control_audio is not None:
-                self.metrics["lse_control"].update(fake, control_audio)
+            self._lip_sync(real, fake, audio, audio if fake_audio is None else fake_audio, control_audio)
+
+    def _lip_sync(self, real, fake, audio, fake_audio, control_audio) -> None:
+        """LSE of the truth, the generated video and the control, on the face crops with ``face_crop``."""
+        sides = [("lse_truth", real, audio), ("lse_generated", fake, fake_audio)]
+        if control_audio is not None:
+            sides.append(("lse_control", fake, control_audio))
+        for key, frames, speech in sides:
+            if self.crop is not None:
+                cropped = face_crop(frames, speech, self.detect, self.crop)
+                if cropped is None:  # no face tracked for min_track frames: this video has no LSE
+                    self.uncropped += 1
+                    continue
+                frames, speech = cropped
+            self.metrics[key].update(frames, speech)
 
     def add_motion(self, side: str, pose: np.ndarray, blink: np.ndarray, audio_features: np.ndarray) -> None:
         """One video's pose (T, 6), blink (T, 2) and audio features (T, D) (log-mel: onsets), ``side``
@@ -189,6 +232,11 @@ class EvaluationSuite:
     def results(self) -> dict[str, dict]:
         """{key: {"label", "value"}} of every metric that has data, plus the degradation rate."""
         out: dict[str, dict] = {}
+        if self.syncnet is not None and self.crop is not None and self.uncropped:
+            self.notes.append(
+                f"LSE: {self.uncropped} video(s) left out: no face tracked for metrics.lse.crop.min_track="
+                f"{self.crop.min_track} frames larger than {self.crop.min_face_size:g} px"
+            )
         for key, metric in self.metrics.items():
             if (key.startswith(("blinks", "pose_", "beat_")) and not self.motion_seen) or (
                 key.startswith("seconds") and not self.speed_seen
