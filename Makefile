@@ -85,8 +85,10 @@ bench: setup $(SYNTHETIC) ## measure speed and quality: make bench [CKPT=<stage-
 
 SWEEP ?= window
 STAGE2_SWEEPS := pose_generator optuna
-sweep: setup $(DEFAULT_DATA) $(if $(filter $(SWEEP),$(STAGE2_SWEEPS)),,$(DEFAULT_STAGE1)) ## an ablation of conf/sweep/: make sweep SWEEP=window|curriculum|lip_weight|sampler|guidance|pose_generator|optuna [ARGS=...]
-	$(BIN)/dawn-train --multirun +sweep=$(SWEEP) $(ARGS)
+# sampling sweeps re-sample the trained checkpoints (dawn-evaluate); the others train a run per setting
+SAMPLING_SWEEPS := sampler guidance
+sweep: setup $(DEFAULT_DATA) $(if $(filter $(SWEEP),$(STAGE2_SWEEPS) $(SAMPLING_SWEEPS)),,$(DEFAULT_STAGE1)) ## an ablation of conf/sweep/: make sweep SWEEP=window|curriculum|lip_weight|sampler|guidance|pose_generator|optuna [ARGS=...]
+	$(if $(filter $(SWEEP),$(SAMPLING_SWEEPS)),$(BIN)/dawn-evaluate,$(BIN)/dawn-train) --multirun +sweep=$(SWEEP) $(ARGS)
 
 report: setup ## table (markdown, CSV) and plot of a sweep's runs: make report [SWEEP_DIR=experiments/sweeps/window/<time>]
 	$(BIN)/dawn-report $(SWEEP_DIR)

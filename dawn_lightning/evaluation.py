@@ -22,6 +22,7 @@ import torch
 
 from dawn_lightning import FPS, SAMPLES_PER_FRAME
 from dawn_lightning.metrics.suite import EvaluationSuite
+from dawn_lightning.report import write_summary
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def evaluate_run(cfg: Mapping) -> dict:
         if cfg["control_audio"] and len(clips) > 1:
             control = store.reader(clips[(index + 1) % len(clips)]).audio()
         suite.add_video(truth, video.frames, audio, video.audio, control)
+        suite.add_lip_proxy(truth, video.frames, signals["mouth_box"][0], audio)
         features = onsets(audio, count)
         suite.add_motion("generated", video.pose, video.blink, features)
         suite.add_motion("truth", signals["pose"], signals["blink"], features)
@@ -92,6 +94,7 @@ def evaluate_run(cfg: Mapping) -> dict:
         "initial_state": cfg["initial_state"],
         "seed": cfg["seed"],
         "sampler": dict(pipeline.sampler_settings),
+        "passes": network_passes(pipeline.sampler_settings),
     }
     record = {
         "mode": "run",
@@ -106,7 +109,23 @@ def evaluate_run(cfg: Mapping) -> dict:
         "notes": suite.notes,
     }
     write_report(record, out)
+    metrics = {f"{cfg['split']}/{k}": v["value"] for k, v in results.items() if isinstance(v, dict)}
+    optimized = next(
+        (
+            k
+            for k in (f"{cfg['split']}/lse_c_generated", f"{cfg['split']}/lip_proxy_generated")
+            if k in metrics
+        ),
+        None,
+    )
+    write_summary(out, metrics, optimized, passes=protocol["passes"], clips=len(clips))
     return record
+
+
+def network_passes(sampler: Mapping) -> int:
+    """Stage-3 network passes a video costs: one per step, two with classifier-free guidance."""
+    guided = sampler.get("guidance_scale") not in (None, 1, 1.0)
+    return int(sampler["num_steps"]) * (2 if guided else 1)
 
 
 def face_detector(cfg: Mapping):

@@ -2,7 +2,8 @@
 markdown and CSV, and a plot (`dawn-report`, `make report`).
 
 Each run of `dawn-train` leaves ``summary.json`` in its folder (`write_summary`): its last logged metrics,
-the metric it returned to the sweeper, the wall time and steps of fitting. A run without one (killed, or still
+the metric it returned to the sweeper, the wall time and steps of fitting; each setting of a sampling sweep
+(`dawn-evaluate -m`) leaves its scores and its network passes per video. A run without one (killed, or still
 running) is read from its TensorBoard event files instead and marked unfinished.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import yaml
 
 SUMMARY = "summary.json"
-SPEED_KEYS = ("train/samples_per_sec", "fit_seconds", "steps")
+SPEED_KEYS = ("train/samples_per_sec", "fit_seconds", "steps", "passes")  # passes: stage 3's per video
 
 
 def write_summary(run_dir: Path, metrics: dict[str, float], optimized_metric: str | None, **facts) -> Path:
@@ -78,14 +79,14 @@ def table(rows: list[dict], metric: str | None = None) -> tuple[list[str], list[
     metric = metric or next((r["optimized_metric"] for r in rows if r.get("optimized_metric")), None)
     names = sorted({k for r in rows for k in r["metrics"] if k.startswith(("val/", "test/"))})
     names = ([metric] if metric else []) + [n for n in names if n != metric]
-    header = ["run", *varying, "status", *names, *SPEED_KEYS]
-    cells = []
-    for r in rows:
-        values = {**r["metrics"], "fit_seconds": r.get("fit_seconds"), "steps": r.get("steps")}
-        cells.append(
-            [r["run"], *(r["overrides"].get(k, "") for k in varying), r["status"]]
-            + [_format(values.get(n)) for n in (*names, *SPEED_KEYS)]
-        )
+    values = [{**r["metrics"], **{k: r[k] for k in SPEED_KEYS[1:] if k in r}} for r in rows]
+    speed = [k for k in SPEED_KEYS if any(v.get(k) is not None for v in values)]  # training or sampling
+    header = ["run", *varying, "status", *names, *speed]
+    cells = [
+        [r["run"], *(r["overrides"].get(k, "") for k in varying), r["status"]]
+        + [_format(v.get(n)) for n in (*names, *speed)]
+        for r, v in zip(rows, values, strict=True)
+    ]
     return header, cells, shared
 
 
@@ -130,7 +131,10 @@ def plot(header: list[str], cells: list[list[str]], path: Path) -> None:
 
     first_metric = header.index("status") + 1
     labels = [" ".join(c[1 : first_metric - 1]) or c[0] for c in cells]
-    columns = [header[first_metric], "train/samples_per_sec"] if first_metric < len(header) else []
+    speed = next(
+        (h for h in header if h == "train/samples_per_sec" or h.endswith("seconds_per_output_second")), None
+    )
+    columns = [header[first_metric]] + ([speed] if speed else []) if first_metric < len(header) else []
     figure, axes = plt.subplots(
         1, len(columns), figsize=(5 * len(columns), 0.5 * len(cells) + 2), squeeze=False
     )
@@ -147,10 +151,11 @@ def plot(header: list[str], cells: list[list[str]], path: Path) -> None:
 
 
 def latest_sweep(experiments_dir: Path) -> Path:
-    """The newest sweep folder under ``experiments_dir``: ``sweeps/<name>/<time>`` (the sweep configs') or
-    ``<task>/multiruns/<time>``."""
+    """The newest sweep folder under ``experiments_dir``: ``sweeps/<name>/<time>`` (the sweep configs'),
+    ``<task>/multiruns/<time>``, or ``evaluation/sweeps/<name>/<time>`` (dawn-evaluate -m)."""
     root = Path(experiments_dir)
-    found = [p for p in (*root.glob("sweeps/*/*"), *root.glob("*/multiruns/*")) if p.is_dir()]
+    patterns = ("sweeps/*/*", "*/multiruns/*", "evaluation/sweeps/*/*")  # training and sampling sweeps
+    found = [p for pattern in patterns for p in root.glob(pattern) if p.is_dir()]
     if not found:
         raise FileNotFoundError(f"{root}: no sweeps there (run one: make sweep SWEEP=window)")
     return max(found, key=lambda p: p.stat().st_mtime)

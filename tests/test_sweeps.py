@@ -21,15 +21,19 @@ SWEEPS = {
     "window": ("AudioToMotionModule", {"model.net.unet.window": "20,40,80,200"}),
     "curriculum": ("AudioToMotionModule", {"model.init_from": None}),
     "lip_weight": ("AudioToMotionModule", {"model.lip_weight": "0.0,0.5,1.0,2.0"}),
-    "sampler": ("AudioToMotionModule", {"model.sampler.name": "ddim,ddpm,dpm_solver"}),
-    "guidance": ("AudioToMotionModule", {"model.sampler.guidance_scale": "1.0,1.5,2.0,3.0"}),
     "pose_generator": ("PoseBlinkModule", {"model": "pbnet_cpu,pose_diffusion"}),
 }
 
 
-def sweep_config(name: str):
+SAMPLING_SWEEPS = {
+    "sampler": {"sampler.name": "ddim,dpm_solver", "sampler.num_steps": "5,10,20"},
+    "guidance": {"sampler.guidance_scale": "1.0,1.5,2.0"},
+}
+
+
+def sweep_config(name: str, config: str = "train"):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("train", [f"+sweep={name}"], return_hydra_config=True)
+        return hydra_compose(config, [f"+sweep={name}"], return_hydra_config=True)
 
 
 @pytest.mark.parametrize("name", sorted(SWEEPS))
@@ -40,6 +44,54 @@ def test_ablation_sweeps_compose(name):
     for key, values in params.items():
         assert values is None or cfg.hydra.sweeper.params[key] == values
     assert f"/sweeps/{name}/" in cfg.hydra.sweep.dir
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLING_SWEEPS))
+def test_sampling_sweeps_re_sample_a_trained_run(name):
+    """Sampler and guidance sweeps are evaluation sweeps over the trained checkpoints: no training."""
+    cfg = sweep_config(name, "evaluate")
+    assert cfg.task_name == f"sweep_{name}" and "model" not in cfg
+    assert dict(cfg.hydra.sweeper.params) == SAMPLING_SWEEPS[name]
+    assert f"/evaluation/sweeps/sweep_{name}/" in cfg.hydra.sweep.dir
+
+
+@pytest.mark.slow
+def test_an_evaluation_sweep_over_one_checkpoint_gives_a_row_per_setting(synthetic, checkpoints, tmp_path):
+    """dawn-evaluate -m over two guidance scales of the same checkpoints: two job folders, and a report row
+    each with LSE, the lip-sync proxy, the network passes and the seconds per output second."""
+    from dawn_lightning.checkpoints import SYNCNET, net_state, save
+    from dawn_lightning.models.syncnet import CompactSyncNet
+
+    net = CompactSyncNet(dim=8, width=4, crop_size=16)
+    save(tmp_path / "syncnet.ckpt", SYNCNET, {"config": net.config}, net_state(net))
+    sweep = tmp_path / "sweep"
+    command = [
+        str(Path(sys.executable).with_name("dawn-evaluate")),
+        "-m",
+        f"data.store_dir={synthetic.root}",
+        *(f"checkpoints.{k}={checkpoints[k]}" for k in ("motion", "pose_blink", "diffusion")),
+        f"metrics.lse.weights={tmp_path / 'syncnet.ckpt'}",
+        "metrics.fid.random_dim=8",
+        "metrics.fvd.random_dim=4",
+        "metrics.fvd.clip_lengths=[16]",
+        "max_clips=2",
+        "save_videos=false",
+        "device=cpu",
+        "sampler.num_steps=2",
+        "sampler.guidance_scale=1.0,2.0",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DAWN_FACE_MODEL": ""}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    paths = write_report(sweep)
+    with open(paths["csv"]) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["sampler.guidance_scale"], r["passes"]) for r in rows] == [("1.0", "2"), ("2.0", "4")]
+    for row in rows:
+        assert row["status"] == "finished" and row["test/lse_c_generated"] and row["test/lip_proxy_generated"]
+        assert float(row["test/seconds_per_output_second"]) > 0
+    assert paths["png"].stat().st_size > 0
 
 
 def test_optuna_sweep_optimises_the_returned_metric():

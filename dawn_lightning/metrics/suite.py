@@ -33,6 +33,7 @@ from dawn_lightning.metrics.motion_stats import (
     motion_beats,
     onset_frames_from_logmel,
 )
+from dawn_lightning.metrics.mouth_sync import mouth_audio_correlation
 from dawn_lightning.metrics.video_mean import VideoMean
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,11 @@ class EvaluationSuite:
                 ("beat_align", "beat-align score (audio onsets vs head-motion beats)"),
             ):
                 self._add(f"{key}_{side}", f"{label}, {side}", VideoMean())
+        for side in ("generated", "truth"):
+            label = f"lip-sync proxy r(mouth darkness, speech energy), {side}"
+            self._add(f"lip_proxy_{side}", label, VideoMean())
         self._add("seconds_per_output_second", "generation seconds per output second", VideoMean())
-        self.motion_seen = self.speed_seen = False
+        self.motion_seen = self.speed_seen = self.proxy_seen = False
 
     def _add(self, key: str, label: str, metric: Metric) -> None:
         self.labels[key] = label
@@ -224,6 +228,15 @@ class EvaluationSuite:
         self.metrics[f"beat_align_{side}"].update(beat_align_score(onsets, motion_beats(pose[:, :3])))
         self.motion_seen = True
 
+    def add_lip_proxy(
+        self, real: np.ndarray, fake: np.ndarray, mouth_box: np.ndarray, audio: np.ndarray
+    ) -> None:
+        """The weight-free lip-sync proxy of both videos: the correlation of the darkness inside the (first
+        frame's) mouth box with the speech energy."""
+        for side, frames in (("truth", real), ("generated", fake)):
+            self.metrics[f"lip_proxy_{side}"].update(mouth_audio_correlation(frames, mouth_box, audio))
+        self.proxy_seen = True
+
     def add_speed(self, seconds: float, num_frames: int) -> None:
         self.metrics["seconds_per_output_second"].update(seconds / (num_frames / FPS))
         self.speed_seen = True
@@ -238,9 +251,12 @@ class EvaluationSuite:
                 f"{self.crop.min_track} frames larger than {self.crop.min_face_size:g} px"
             )
         for key, metric in self.metrics.items():
-            if (key.startswith(("blinks", "pose_", "beat_")) and not self.motion_seen) or (
-                key.startswith("seconds") and not self.speed_seen
-            ):
+            unfed = (
+                (key.startswith(("blinks", "pose_", "beat_")) and not self.motion_seen)
+                or (key.startswith("seconds") and not self.speed_seen)
+                or (key.startswith("lip_proxy") and not self.proxy_seen)
+            )
+            if unfed:
                 continue
             try:
                 value = metric.compute()
