@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from dawn_lightning import FPS, SAMPLES_PER_FRAME
 from dawn_lightning.metrics.suite import EvaluationSuite
@@ -64,7 +65,10 @@ def evaluate_run(cfg: Mapping) -> dict:
         torch.cuda.reset_peak_memory_stats(pipeline.device)
     onsets = LogMelFeatures()
     out = Path(cfg["out"])
-    for index, info in enumerate(clips):
+    rank, world = rank_and_world()
+    if world > len(clips):
+        raise ValueError(f"processes={world}, but the split has {len(clips)} clips: use at most that many")
+    for index, info in list(enumerate(clips))[rank::world]:  # each process its share; metrics reduce
         reader = store.reader(info)
         count = info.num_frames if cfg["frames"] is None else min(int(cfg["frames"]), info.num_frames)
         truth = reader.frames(range(count))
@@ -108,6 +112,8 @@ def evaluate_run(cfg: Mapping) -> dict:
         "metrics": results,
         "notes": suite.notes,
     }
+    if rank != 0:
+        return record
     write_report(record, out)
     metrics = {f"{cfg['split']}/{k}": v["value"] for k, v in results.items() if isinstance(v, dict)}
     optimized = next(
@@ -189,7 +195,10 @@ def evaluate_folders(cfg: Mapping) -> dict:
     device = _device(cfg["device"])
     suite = EvaluationSuite(cfg["metrics"], device, face_detector(cfg))
     reals = [real / f.name for f in fakes]
-    for index, (fake_path, real_path) in enumerate(zip(fakes, reals, strict=True)):
+    rank, world = rank_and_world()
+    if world > len(fakes):
+        raise ValueError(f"processes={world}, but there are {len(fakes)} videos: use at most that many")
+    for index, (fake_path, real_path) in list(enumerate(zip(fakes, reals, strict=True)))[rank::world]:
         truth, audio = read_mp4(real_path)
         frames, fake_audio = read_mp4(fake_path)
         if audio is None:
@@ -207,12 +216,31 @@ def evaluate_folders(cfg: Mapping) -> dict:
         "metrics": suite.results() | {"peak_memory_mib": peak_memory(device)},
         "notes": suite.notes,
     }
-    write_report(record, Path(cfg["out"]))
+    if rank == 0:
+        write_report(record, Path(cfg["out"]))
     return record
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes of the evaluation (0, 1 in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def evaluate(cfg: Mapping) -> dict:
-    """Folder mode when ``generated_dir`` or ``real_dir`` is set, else generation from the run."""
+    """Folder mode when ``generated_dir`` or ``real_dir`` is set, else generation from the run.
+
+    ``processes`` > 1 spawns that many processes (gloo on the CPU, NCCL with a GPU each) that share the clips
+    and reduce the metric states; under torchrun (``WORLD_SIZE`` > 1) this process is one of them. Rank 0
+    writes the report; every process returns the same record."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():  # started by torchrun
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return _evaluate_in_group(int(os.environ["RANK"]), world, cfg, local_rank=local)
+    processes = int(cfg.get("processes") or 1)
+    if processes > 1 and not dist.is_initialized():
+        return _spawn(cfg, processes)
     if cfg["generated_dir"] or cfg["real_dir"]:
         if not (cfg["generated_dir"] and cfg["real_dir"]):
             raise ValueError(
@@ -220,6 +248,47 @@ def evaluate(cfg: Mapping) -> dict:
             )
         return evaluate_folders(cfg)
     return evaluate_run(cfg)
+
+
+def _spawn(cfg: Mapping, processes: int) -> dict:
+    """``processes`` local processes, one rank each; rank 0's record."""
+    import socket
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="dawn-evaluate-") as folder:
+        record = Path(folder) / "record.json"
+        try:
+            mp.spawn(_spawned_rank, args=(processes, dict(cfg), port, str(record)), nprocs=processes)
+        except mp.ProcessRaisedException as error:  # the rank's own error, in one line
+            last = [line for line in str(error).splitlines() if line.strip()][-1]
+            raise ValueError(f"process {error.error_index}: {last.split(': ', 1)[-1]}") from None
+        return json.loads(record.read_text())
+
+
+def _spawned_rank(rank: int, world: int, cfg: dict, port: int, record_path: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    record = _evaluate_in_group(rank, world, cfg, local_rank=rank)
+    if rank == 0:
+        Path(record_path).write_text(json.dumps(record, default=str))
+
+
+def _evaluate_in_group(rank: int, world: int, cfg: Mapping, local_rank: int) -> dict:
+    """One rank of a process group: NCCL with a GPU of its own when the device allows, else gloo."""
+    cuda = str(cfg["device"]) in ("auto", "cuda") and torch.cuda.device_count() >= world
+    if cuda:
+        torch.cuda.set_device(local_rank)
+        cfg = dict(cfg) | {"device": f"cuda:{local_rank}"}
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    try:
+        return evaluate(dict(cfg) | {"processes": 1})
+    finally:
+        dist.destroy_process_group()
 
 
 def _device(name: str) -> torch.device:

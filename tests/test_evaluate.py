@@ -90,3 +90,36 @@ def test_evaluate_generates_scores_and_reports(synthetic, tmp_path, one_thread):
 def test_evaluate_folder_mode_needs_both_folders(tmp_path):
     with pytest.raises(ValueError, match="generated_dir and real_dir go together"):
         evaluate(settings([f"generated_dir={tmp_path}"]))
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_metrics_of_one(synthetic, checkpoints, tmp_path, one_thread):
+    """processes=2 (CPU, gloo): the clips are dealt to the ranks and the metric states reduced, so
+    metrics.json holds one process's numbers (timings and memory aside). Each rank runs one thread on this
+    2-core machine, so the single process does too (float kernels differ with the thread count)."""
+    net = CompactSyncNet(dim=8, width=4, crop_size=16)
+    save(tmp_path / "syncnet.ckpt", SYNCNET, {"config": net.config}, net_state(net))
+    common = [
+        f"data.store_dir={synthetic.root}",
+        *(f"checkpoints.{k}={checkpoints[k]}" for k in ("motion", "pose_blink", "diffusion")),
+        f"metrics.lse.weights={tmp_path / 'syncnet.ckpt'}",
+        "metrics.fid.degradation_frames=10",
+        "metrics.fid.random_dim=8",
+        "metrics.fvd.random_dim=4",
+        "metrics.fvd.clip_lengths=[16]",
+        "split=val",  # 2 clips: one a rank
+        "save_videos=false",
+        "device=cpu",
+    ]
+    records = {}
+    for processes in (1, 2):
+        out = tmp_path / f"out{processes}"
+        evaluate(settings([*common, f"out={out}", f"processes={processes}"]))
+        records[processes] = json.loads((out / "metrics.json").read_text())
+    one, two = records[1]["metrics"], records[2]["metrics"]
+    assert records[2]["clips"] == 2 and set(one) == set(two)
+    for key, entry in one.items():
+        if key not in ("seconds_per_output_second", "peak_memory_mib"):
+            assert two[key]["value"] == pytest.approx(entry["value"], rel=1e-6, abs=1e-9), key
+    with pytest.raises(ValueError, match=r"process \d: processes=3, but the split has 2 clips"):
+        evaluate(settings([*common, f"out={tmp_path / 'x'}", "processes=3"]))

@@ -54,6 +54,17 @@ def resize_frames(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def _sum_over_processes(count: int) -> int:
+    """``count`` summed over the processes of a distributed evaluation (itself in a single process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return count
+    total = torch.tensor(count)
+    dist.all_reduce(total)
+    return int(total)
+
+
 def build_syncnet(kind: str, weights: str):
     if kind == "syncnet_v2":
         return load_syncnet_v2(weights)
@@ -245,6 +256,8 @@ class EvaluationSuite:
     def results(self) -> dict[str, dict]:
         """{key: {"label", "value"}} of every metric that has data, plus the degradation rate."""
         out: dict[str, dict] = {}
+        if self.syncnet is not None and self.crop is not None:
+            self.uncropped = _sum_over_processes(self.uncropped)
         if self.syncnet is not None and self.crop is not None and self.uncropped:
             self.notes.append(
                 f"LSE: {self.uncropped} video(s) left out: no face tracked for metrics.lse.crop.min_track="
