@@ -90,7 +90,8 @@ def entry_of(kind: str, record: dict[str, Any]) -> Any:
 
 def add_record(checkpoint: dict, kind: str, record: dict[str, Any]) -> None:
     """Puts a stage's record into a checkpoint being written (a LightningModule's ``on_save_checkpoint``)."""
-    checkpoint[KEYS[kind] if kind in KEYS else kind] = entry_of(kind, record)
+    entry = entry_of(kind, record)  # checks the kind and the record first
+    checkpoint[KEYS[kind]] = entry
 
 
 def net_state(net: torch.nn.Module, prefix: str = NET_PREFIX) -> dict[str, torch.Tensor]:
