@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[dev,face,hubert,sweep]"
+	$(BIN)/pip install -q -e ".[dev,face,hubert,sweep,eval]"
 	@touch $(STAMP)
 
 test: setup ## run the test suite (CPU, under 15 minutes on 2 cores)

@@ -138,7 +138,7 @@ class EvaluationSuite:
         weights = settings["csim"]["weights"]
         if weights is None:
             self.notes.append(
-                "CSIM skipped: metrics.csim.weights is not set (a face-recognition TorchScript file)"
+                "CSIM skipped: metrics.csim.weights is not set (an ArcFace ONNX file, or a TorchScript one)"
             )
         else:
             self._add(
