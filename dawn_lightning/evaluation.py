@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from dawn_lightning import FPS, SAMPLES_PER_FRAME
-from dawn_lightning.metrics.suite import EvaluationSuite
+from dawn_lightning.metrics.suite import EvaluationSuite, check_published_weights
 from dawn_lightning.report import write_summary
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,8 @@ def evaluate(cfg: Mapping) -> dict:
     ``processes`` > 1 spawns that many processes (gloo on the CPU, NCCL with a GPU each) that share the clips
     and reduce the metric states; under torchrun (``WORLD_SIZE`` > 1) this process is one of them. Rank 0
     writes the report; every process returns the same record."""
+    if cfg["metrics"].get("require_weights"):  # a published protocol: refused before any work
+        check_published_weights(cfg["metrics"])
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():  # started by torchrun
         local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -123,3 +123,24 @@ def test_two_processes_give_the_metrics_of_one(synthetic, checkpoints, tmp_path,
             assert two[key]["value"] == pytest.approx(entry["value"], rel=1e-6, abs=1e-9), key
     with pytest.raises(ValueError, match=r"process \d: processes=3, but the split has 2 clips"):
         evaluate(settings([*common, f"out={tmp_path / 'x'}", "processes=3"]))
+
+
+def test_the_hdtf_paper_protocol_composes_and_needs_every_published_weight(monkeypatch):
+    from dawn_lightning import evaluation
+    from dawn_lightning.config import CONF_DIR
+    from dawn_lightning.data.preprocess.layout import assign_splits
+
+    cfg = settings(["evaluate=hdtf_paper"])
+    assert (cfg["frames"], cfg["split"], cfg["data"]["store_dir"].endswith("hdtf128")) == (200, "test", True)
+    assert cfg["metrics"]["lse"]["kind"] == "syncnet_v2" and cfg["metrics"]["lse"]["face_crop"]
+    assert cfg["metrics"]["fvd"]["clip_lengths"] == [16, 32]
+    monkeypatch.setattr(evaluation, "build_pipeline", lambda cfg: pytest.fail("loaded the checkpoints"))
+    with pytest.raises(
+        ValueError, match="metrics.fid.weights .*metrics.fvd.weights .*metrics.lse.weights .*csim"
+    ):
+        evaluate(cfg)
+    speakers = (CONF_DIR / "evaluate" / "hdtf_test_speakers.txt").read_text().split()
+    assert len(speakers) == len(set(speakers)) == 41 and "WRA_MarcoRubio" in speakers
+    lists = {"val": None, "test": str(CONF_DIR / "evaluate" / "hdtf_test_speakers.txt")}
+    splits = assign_splits([*speakers, "WDA_Someone", "WRA_Other"], 0, 0.0, 0.0, lists)
+    assert {s for s, split in splits.items() if split == "test"} == set(speakers)

@@ -54,6 +54,24 @@ def resize_frames(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
+PUBLISHED_WEIGHTS = {  # the networks papers' numbers come from
+    "fid": "pytorch-fid's pt_inception-2015-12-05-6726825d.pth",
+    "fvd": "StyleGAN-V's i3d_torchscript.pt",
+    "lse": "syncnet_python's syncnet_v2.model (with metrics.lse.kind=syncnet_v2)",
+    "csim": "an ArcFace .onnx, e.g. insightface's w600k_r50.onnx",
+}
+
+
+def check_published_weights(settings: Mapping) -> None:
+    """Refuses a protocol run (``require_weights``) that would fall back to random stand-ins: every unset
+    weights setting is named, with the file it needs."""
+    missing = [
+        f"metrics.{k}.weights ({what})" for k, what in PUBLISHED_WEIGHTS.items() if not settings[k]["weights"]
+    ]
+    if missing:
+        raise ValueError(f"this protocol needs every metric's published weights; set {'; '.join(missing)}")
+
+
 def _sum_over_processes(count: int) -> int:
     """``count`` summed over the processes of a distributed evaluation (itself in a single process)."""
     import torch.distributed as dist
@@ -83,6 +101,8 @@ class EvaluationSuite:
         ``lse.face_crop``."""
         self.device = torch.device(device)
         self.detect = detect
+        if settings.get("require_weights"):
+            check_published_weights(settings)
         self.notes: list[str] = []
         self.labels: dict[str, str] = {}
         self.metrics: dict[str, Metric] = {}
