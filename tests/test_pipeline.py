@@ -298,3 +298,37 @@ def test_chunked_generation_blends_windows_and_one_window_is_unchanged(checkpoin
     assert (
         video.frames.shape == (25, 64, 64, 3) and video.pose.shape == (25, 6) and video.blink.shape == (25, 2)
     )
+
+
+def test_the_pipeline_cross_fades_its_stage3_windows_before_rendering(checkpoints, tmp_path, one_thread):
+    """Stage 3 stubbed to give each window its own index as motion: what stage 1 renders is each index inside
+    its window and a linear ramp over every overlap: the pipeline blends, not only `blend_chunks`."""
+    write_wav(tmp_path / "speech.wav", speech(1.0)[0])  # 25 frames
+    Image.fromarray(portrait((64, 64))).save(tmp_path / "face.png")
+    pipeline = DawnPipeline.from_checkpoints(
+        checkpoints["motion"],
+        checkpoints["pose_blink"],
+        checkpoints["diffusion"],
+        max_frames=12,
+        on_too_long="chunk",
+        chunk_overlap=4,
+        device="cpu",
+    )
+    lengths, rendered = [], {}
+
+    def window_index(context, audio, *rest):
+        lengths.append(audio.shape[1])
+        return torch.full((1, 3, audio.shape[1], 16, 16), float(len(lengths) - 1))
+
+    render = pipeline._render
+
+    def keep(source, x0):
+        rendered["x0"] = x0
+        return render(source, x0)
+
+    pipeline._motion, pipeline._render = window_index, keep
+    video = pipeline(tmp_path / "face.png", tmp_path / "speech.wav")
+    assert lengths == [12, 12, 9] and len(video) == 25
+    ramp = torch.tensor([0.2, 0.4, 0.6, 0.8])  # 4 shared frames: weights 1/5 .. 4/5 for the later window
+    expected = torch.cat([torch.zeros(8), ramp, torch.ones(4), 1 + ramp, torch.full((5,), 2.0)])
+    torch.testing.assert_close(rendered["x0"][0, 0, :, 0, 0], expected)

@@ -53,6 +53,12 @@ class BadClips:
         """The clips this process found unreadable."""
         return len(self._seen)
 
+    def handle(self, clip_id: str, error: StoreError) -> None:
+        """A clip that could not be read: raise ``error`` ("error"), or report the clip ("skip")."""
+        if self.on_bad_clip == "error":
+            raise error
+        self.report(clip_id, error)
+
     def report(self, clip_id: str, error: Exception) -> None:
         self._seen.add(clip_id)
         log.warning("clip %s skipped: %s (data.on_bad_clip=error stops instead)", clip_id, error)
@@ -109,8 +115,6 @@ class StoreDataset(Dataset):
     def __getitem__(self, key: int | Key) -> dict:
         """The sample of ``key``; one whose clip cannot be read is reported and, with ``on_bad_clip`` "skip",
         replaced by the sample of the next clip (a function of the key too, so ranks and resumes agree)."""
-        if self.bad_clips.on_bad_clip == "error":
-            return self.item(key)
         epoch, index = split_key(key)
         for attempt in range(min(SKIP_ATTEMPTS, len(self))):
             candidate = (epoch, (index + attempt * self.samples_per_clip) % len(self))
@@ -120,7 +124,7 @@ class StoreDataset(Dataset):
             try:
                 return self.item(candidate)
             except StoreError as error:
-                self.bad_clips.report(info.clip_id, error)
+                self.bad_clips.handle(info.clip_id, error)
         raise StoreError(
             f"{self.store_dir}: {SKIP_ATTEMPTS} clips in a row of split {self.split!r} cannot be read "
             f"(listed in {self.bad_clips.path or 'the log'}); check the store with `dawn-store validate`"

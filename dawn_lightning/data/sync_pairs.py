@@ -108,9 +108,7 @@ class SyncPairDataset(Dataset):
             try:
                 frames = torch.from_numpy(reader.frames(range(info.num_frames)))
             except StoreError as error:  # read whole here: a bad clip is left out (or stops the run)
-                if bad_clips.on_bad_clip == "error":
-                    raise
-                bad_clips.report(info.clip_id, error)
+                bad_clips.handle(info.clip_id, error)
                 continue
             crops = crop_mouth(frames, crop_box, crop_size).half()
             rest = crops.float().median(0).values if self.degrade is not None else None

@@ -59,6 +59,8 @@ class FVD(FrechetFeatureDistance):
         for start in range(0, len(clips), self.batch_size):
             batch = clips[start : start + self.batch_size].float()
             frames = rearrange(batch, "n c t h w -> (n t) c h w")
-            frames = F.interpolate(frames, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            size = (self.size, self.size)
+            if frames.shape[-2:] != size:  # the suite hands them over resized already
+                frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
             batch = rearrange(frames * 2 - 1, "(n t) c h w -> n c t h w", t=self.clip_length)
             super().update(batch, real)

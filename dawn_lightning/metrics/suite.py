@@ -50,7 +50,7 @@ def _images(frames: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def resize_frames(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(T, 3, H, W) -> (T, 3, size, size), bilinear as `FVD` resizes (which then leaves them as they are)."""
+    """(T, 3, H, W) -> (T, 3, size, size), bilinear as `FVD` resizes (it then leaves them as they are)."""
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
