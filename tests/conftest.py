@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dawn_lightning.data.audio_features import LogMelFeatures
-from dawn_lightning.data.store import SIGNAL_DIMS, ClipRecord, StoreWriter
+from dawn_lightning.data.store import SIGNAL_DIMS, ClipRecord
+from dawn_lightning.data.store_writer import StoreWriter
 
 SIZE = 32
 
@@ -88,3 +89,22 @@ def checkpoints(tmp_path_factory):
     from tests.pipeline_fixtures import tiny_checkpoints
 
     return tiny_checkpoints(tmp_path_factory.getbasetemp() / "dawn_checkpoints")
+
+
+@pytest.fixture
+def tiny_pack(tiny_store):
+    """`tiny_store` packed into LitData chunks (beside it)."""
+    from dawn_lightning.data.pack import pack_store
+
+    pack_store(str(tiny_store), str(tiny_store.parent / "pack"), chunk_bytes="64KB")
+    return tiny_store.parent / "pack"
+
+
+@pytest.fixture(scope="session")
+def synthetic_pack(synthetic, tmp_path_factory):
+    """The `synthetic` store packed (small chunks, so a clip's neighbours sit in other files)."""
+    from dawn_lightning.data.pack import pack_store
+
+    out = tmp_path_factory.mktemp("synthetic_pack") / "pack"
+    pack_store(str(synthetic.root), str(out), chunk_bytes="1MB")
+    return out

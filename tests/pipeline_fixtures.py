@@ -87,7 +87,8 @@ def write_stage3(path: Path, motion_path: Path, z_channels: int, spec: dict | No
     spec = spec or LogMelFeatures().spec
     net = MotionDiffusion(audio_dim=spec["dim"], z_channels=z_channels, unet=UNET)
     _perturb(net, 2)
-    net.set_statistics(torch.randn(100, spec["dim"]) - 5, torch.randn(100, 6) * 3, torch.rand(100, 2))
+    audio, pose, blink = torch.randn(100, spec["dim"]) - 5, torch.randn(100, 6) * 3, torch.rand(100, 2)
+    net.set_statistics(audio.mean(0), audio.std(0), pose.std(0), blink.std(0))
     record = {
         "config": net.config,
         "motion_ckpt": str(motion_path),

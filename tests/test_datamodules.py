@@ -5,6 +5,7 @@ import torch
 from dawn_lightning.data.datamodules import FramePairDataModule, PoseBlinkDataModule, VideoClipDataModule
 from dawn_lightning.data.datasets import FramePairDataset, VideoClipDataset
 from dawn_lightning.data.store import ClipStore, StoreError
+from dawn_lightning.data.store_writer import build_index
 from dawn_lightning.data.transforms import PairAugment, frames_to_tensor
 from dawn_lightning.tensors.boxes import box_mask
 
@@ -154,5 +155,33 @@ def test_clear_errors_on_empty_or_invalid_store(tiny_store, tmp_path):
     with pytest.raises(StoreError, match="split 'train' has no clips of at least 100 frames"):
         VideoClipDataset(str(tiny_store), "train", train=True, num_frames=100)
     (tiny_store / "clips/a/signals.npz").unlink()
+    build_index(tiny_store)  # the fast checks run when the index is written; setup reads what they found
     with pytest.raises(StoreError, match=r"(?s)invalid clip store \(1 problems.*a: .*signals.npz: missing"):
         FramePairDataModule(str(tiny_store)).setup("fit")
+
+
+def test_the_index_statistics_are_those_of_every_training_frame(tiny_store):
+    """What the stages normalise with, computed once at the index: the mean and std (unbiased) of every
+    training frame, and the std of frame-to-frame differences, as from the clips themselves."""
+    store = ClipStore(tiny_store)
+    stats = FramePairDataModule(str(tiny_store)).train_statistics()
+    readers = [store.reader(c) for c in store.split("train")]
+    for name in ("audio_features", "pose", "blink", "face_box", "mouth_box"):
+        frames = torch.cat([torch.from_numpy(r.signals[name]).double() for r in readers])
+        steps = torch.cat([torch.from_numpy(r.signals[name]).double().diff(dim=0) for r in readers])
+        torch.testing.assert_close(stats[name]["mean"], frames.mean(0).float(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(stats[name]["std"], frames.std(0).float(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(stats[name]["diff_std"], steps.std(0).float(), rtol=1e-6, atol=1e-6)
+
+
+def test_setup_reads_the_index_and_nothing_per_clip(tiny_store, monkeypatch):
+    """A training process's start-up does not grow with the store: no clip file is opened."""
+    import builtins
+
+    opened, real_open, real_load = [], builtins.open, np.load
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    monkeypatch.setattr(np, "load", lambda f, *a, **k: opened.append(str(f)) or real_load(f, *a, **k))
+    dm = PoseBlinkDataModule(str(tiny_store), window=10)
+    dm.setup("fit")
+    dm.train_statistics()
+    assert not [f for f in opened if "/clips/" in f]

@@ -15,7 +15,7 @@ from dawn_lightning.data.audio_features import LogMelFeatures
 from dawn_lightning.data.preprocess.face import make_backend
 from dawn_lightning.data.preprocess.layout import VideoJob
 from dawn_lightning.data.preprocess.run import PHASES, Settings, process_video
-from dawn_lightning.data.store import StoreWriter
+from dawn_lightning.data.store_writer import StoreWriter
 
 
 def default_crop() -> dict:

@@ -53,7 +53,7 @@ def main(cfg: DictConfig) -> None:
     console.print(
         f"{cfg.output}: {counts['done']} videos done, {counts['finished']} finished before, "
         f"{counts['skipped']} skipped, {counts['failed']} failed, {summary.dropped} short clips dropped"
-        + (f", {len(summary.index['clips'])} clips in the store" if summary.index else " (dry run)")
+        + (f", {summary.index['num_clips']} clips in the store" if summary.index else " (dry run)")
         + f", {summary.seconds:.1f} s",
         highlight=False,
     )

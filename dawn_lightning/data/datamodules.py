@@ -1,7 +1,9 @@
 """LightningDataModules over a clip store: one per stage, sharing `StoreDataModule`.
 
-Each checks the store when it is set up (files, lengths, NaN; videos are checked by `dawn-store validate`) and
-fails with every problem listed, rather than in the middle of an epoch. The data modules deal the samples to
+Each refuses, when it is set up, a store whose index recorded problems (the fast checks run when the index is
+written: files, lengths, NaN; `dawn-store validate` decodes videos too), listing them, rather than failing in
+the middle of an epoch; it reads the index and nothing per clip. ``store_dir`` is a folder store or a pack
+(`dawn-store pack`, local or s3:// / gs://). The data modules deal the samples to
 the ranks themselves (`sampling.EpochSampler`; the trainer configs set ``use_distributed_sampler: false``):
 training shuffles each epoch with the seed and the epoch, deals the samples to the ranks in turn and drops the
 few left over when they do not divide evenly, as a single process drops its last incomplete batch; evaluation
@@ -12,12 +14,10 @@ mid-epoch draw exactly the rest of that epoch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -27,7 +27,6 @@ from dawn_lightning.data.motion_targets import META
 from dawn_lightning.data.sampling import EpochSampler
 from dawn_lightning.data.store import ClipStore, StoreError, read_json
 from dawn_lightning.data.transforms import PairAugment
-from dawn_lightning.data.validate import validate_store
 
 
 class StoreDataModule(L.LightningDataModule):
@@ -67,21 +66,19 @@ class StoreDataModule(L.LightningDataModule):
         store = self.store
         return {"audio_features": store.audio_spec, "frame_size": store.frame_size, "store_kind": store.kind}
 
-    def train_tracks(self, keys: Sequence[str]) -> list[dict[str, np.ndarray]]:
-        """The per-frame signals ``keys`` (T, D) of every training clip, in clip order: what a model computes
-        its normalisation statistics from."""
-        store = self.store
-        tracks = []
-        for clip in store.split("train"):
-            signals = store.reader(clip).signals
-            tracks.append({k: signals[k] for k in keys})
-        return tracks
+    def train_statistics(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Per signal of the training split: "mean", "std" (per channel) and "diff_std" (of frame-to-frame
+        differences), computed when the store's index was written: what a model normalises with."""
+        return {
+            name: {k: torch.tensor(stats[k], dtype=torch.float32) for k in ("mean", "std", "diff_std")}
+            for name, stats in self.store.statistics.items()
+        }
 
     def setup(self, stage: str | None = None) -> None:
         if self.check_store and not self.datasets:
-            problems = validate_store(self.store_dir, decode=False)
+            problems = self.store.problems  # found when the index was written: nothing per clip is read here
             if problems:
-                listed = "\n  ".join(map(str, problems[:20]))
+                listed = "\n  ".join(problems[:20])
                 more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
                 raise StoreError(
                     f"{self.store_dir}: invalid clip store ({len(problems)} problems; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 SIGNALS = ("audio_features", "pose", "blink", "face_box", "mouth_box")
 ON_BAD_CLIP = ("skip", "error")
 SKIP_ATTEMPTS = 16  # unreadable clips in a row before a sample gives up
+OPEN_READERS = 64  # readers a process keeps open, the most recently used
 # Readers a forked worker inherited from its parent. They are kept alive, never used: destroying a decord
 # reader in a child process aborts it (its destructor joins threads that exist only in the parent).
 _INHERITED_READERS: list[dict] = []
@@ -95,7 +97,7 @@ class StoreDataset(Dataset):
     ):
         store = ClipStore(store_dir)
         available = store.split(split)
-        self.clips = [c for c in available if c.num_frames >= min_frames]
+        self.clips = available.where(available.num_frames >= min_frames)
         if not self.clips:
             raise StoreError(
                 f"{store.root}: split {split!r} has no clips of at least {min_frames} frames "
@@ -105,7 +107,7 @@ class StoreDataset(Dataset):
         self.samples_per_clip = samples_per_clip
         self.frame_size, self.audio_dim = store.frame_size, store.audio_dim
         self._store = store
-        self._readers: dict[str, ClipReader] = {}
+        self._readers: OrderedDict[str, ClipReader] = OrderedDict()
         self._pid = os.getpid()
         self.bad_clips = bad_clips if bad_clips is not None else BadClips()
 
@@ -141,9 +143,12 @@ class StoreDataset(Dataset):
         """A reader for ``info``, opened once per process (decoders must not be shared across a fork)."""
         if self._pid != os.getpid():
             _INHERITED_READERS.append(self._readers)
-            self._readers, self._pid = {}, os.getpid()
+            self._readers, self._pid = OrderedDict(), os.getpid()
         if info.clip_id not in self._readers:
             self._readers[info.clip_id] = self._store.reader(info)
+            if len(self._readers) > OPEN_READERS:  # a million clips must not mean a million open readers
+                self._readers.popitem(last=False)
+        self._readers.move_to_end(info.clip_id)
         return self._readers[info.clip_id]
 
     def rng(self, key: int | Key) -> np.random.Generator:
@@ -153,7 +158,7 @@ class StoreDataset(Dataset):
         return self.clips[split_key(key)[1] // self.samples_per_clip]
 
     def __getstate__(self):
-        return self.__dict__ | {"_readers": {}}
+        return self.__dict__ | {"_readers": OrderedDict()}
 
 
 class FramePairDataset(StoreDataset):

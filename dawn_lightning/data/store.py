@@ -1,67 +1,65 @@
 """The clip store: one on-disk format that preprocessing and the synthetic generator write, and every stage
-reads.
+reads; a store can also be packed into LitData chunks for streaming (`data.pack`).
 
-Layout (DESIGN.md section 4)::
+Folder layout (DESIGN.md section 4)::
 
     <root>/store.json                 config and its hash, written first (a resume must use the same config)
-    <root>/index.json                 clip ids, lengths, splits, signal kinds and dimensions, version
+    <root>/index.json                 header, split counts, training statistics, the fast checks' findings
+    <root>/clips.npz                  the clip table: ids, lengths, splits, speakers (`clip_table`)
     <root>/clips/<clip_id>/frames.mp4 cropped frames at 25 fps, H.264 (or frames.npy, raw uint8 (T, S, S, 3))
     <root>/clips/<clip_id>/audio.wav  16 kHz mono float32
     <root>/clips/<clip_id>/signals.npz per-frame arrays, all of length T (see SIGNAL_DIMS)
-    <root>/clips/<clip_id>/meta.json  the clip's index entry
+    <root>/clips/<clip_id>/meta.json  the clip's record (speaker, source video, time span, crop)
     <root>/failed/<clip_id>.json      a clip that could not be made, with its reason
 
-Every write is atomic: a clip is assembled in a temporary folder and renamed into place, so a folder under
-``clips/`` is always complete, and a re-run skips it. Boxes are (x0, y0, x1, y1) normalised to [0, 1] of the
-frame; pose is [yaw, pitch, roll (degrees), scale, tx, ty] (normalised image coordinates); blink is the
-openness of the (left, right) eye, 1 = open.
+A packed store holds the same ``index.json`` and ``clips.npz`` beside ``chunks/`` (LitData), locally or at
+an ``s3://`` / ``gs://`` address. Every write is atomic: a clip is assembled in a temporary folder and
+renamed into place, so a folder under ``clips/`` is always complete, and a re-run skips it. Boxes are
+(x0, y0, x1, y1) normalised to [0, 1] of the frame; pose is [yaw, pitch, roll (degrees), scale, tx, ty]
+(normalised image coordinates); blink is the openness of the (left, right) eye, 1 = open.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dawn_lightning import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, __version__
-from dawn_lightning.data.video_io import VideoReader, write_mp4
+from dawn_lightning import SAMPLE_RATE
+from dawn_lightning.data.clip_table import SPLITS, ClipInfo, ClipList, ClipTable
+from dawn_lightning.data.store_files import (
+    StoreError,
+    config_hash,
+    is_remote,
+    load_signals,
+    read_bytes,
+    read_json,
+    write_json_atomic,
+)
+from dawn_lightning.data.video_io import VideoReader
 
-FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
+FORMAT_VERSION = 2  # 2: the clip table in clips.npz, statistics and checks in the index
 # Fixed per-frame signals and their widths; ``audio_features`` has the width the store's index records.
 SIGNAL_DIMS = {"pose": 6, "blink": 2, "face_box": 4, "mouth_box": 4}
 REQUIRED_SIGNALS = ("audio_features", *SIGNAL_DIMS)
 
-
-class StoreError(ValueError):
-    """A clip store, or a clip in it, is missing, malformed or inconsistent. The message names the path."""
-
-
-def config_hash(config: dict) -> str:
-    """A short, stable hash of a JSON-serialisable config (key order does not matter)."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StoreError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise StoreError(f"{path}: not valid JSON ({error})") from None
+__all__ = [
+    "SPLITS",
+    "ClipInfo",
+    "ClipList",
+    "ClipReader",
+    "ClipRecord",
+    "ClipStore",
+    "StoreError",
+    "config_hash",
+    "load_signals",
+    "read_json",
+    "write_json_atomic",
+]
 
 
 @dataclass
@@ -80,159 +78,12 @@ class ClipRecord:
         return len(self.frames)
 
 
-@dataclass(frozen=True)
-class ClipInfo:
-    """One clip's entry in the index."""
-
-    clip_id: str
-    num_frames: int
-    split: str
-    meta: dict
-
-    @property
-    def group(self) -> str:
-        """The identity (speaker) of the clip: stage 3 in mode B draws references within it."""
-        return str(self.meta.get("identity", self.clip_id))
-
-
-class StoreWriter:
-    """Writes clips into a store, atomically and resumably.
-
-    ``config`` is the generating (or preprocessing) config; its hash is saved first and a re-run with a
-    different config is refused, so one store never mixes clips made two ways.
-    """
-
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        config: dict,
-        audio_spec: dict,
-        frame_size: int,
-        frames_format: str = "mp4",
-    ):
-        if frames_format not in ("mp4", "npy"):
-            raise ValueError(f"frames_format must be 'mp4' or 'npy', got {frames_format!r}")
-        self.root = Path(root)
-        self.frames_format = frames_format
-        self.header = {
-            "format_version": FORMAT_VERSION,
-            "project_version": __version__,
-            "config": config,
-            "config_hash": config_hash(config),
-            "fps": FPS,
-            "sample_rate": SAMPLE_RATE,
-            "frame_size": frame_size,
-            "frames_format": frames_format,
-            "audio_features": audio_spec,
-            "signals": {"audio_features": audio_spec["dim"], **SIGNAL_DIMS},
-        }
-        (self.root / "clips").mkdir(parents=True, exist_ok=True)
-        (self.root / "failed").mkdir(exist_ok=True)
-        header_path = self.root / "store.json"
-        if header_path.exists():
-            existing = read_json(header_path)
-            if existing.get("config_hash") != self.header["config_hash"]:
-                raise StoreError(
-                    f"{header_path}: this store was made with another config "
-                    f"(hash {existing.get('config_hash')},"
-                    f" now {self.header['config_hash']}); write to a new folder or delete this one"
-                )
-        else:
-            write_json_atomic(header_path, self.header)
-
-    def clip_dir(self, clip_id: str) -> Path:
-        return self.root / "clips" / clip_id
-
-    def has(self, clip_id: str) -> bool:
-        """True when the clip is complete (its folder exists only after an atomic rename)."""
-        return self.clip_dir(clip_id).is_dir()
-
-    def write(self, clip: ClipRecord) -> None:
-        self._check(clip)
-        final = self.clip_dir(clip.clip_id)
-        tmp = final.with_name(f".{clip.clip_id}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            if self.frames_format == "mp4":
-                write_mp4(tmp / "frames.mp4", clip.frames)
-            else:
-                np.save(tmp / "frames.npy", clip.frames)
-            _write_wav(tmp / "audio.wav", clip.audio)
-            np.savez(tmp / "signals.npz", **{k: np.asarray(v, np.float32) for k, v in clip.signals.items()})
-            meta = {"clip_id": clip.clip_id, "num_frames": clip.num_frames, "split": clip.split, **clip.meta}
-            write_json_atomic(tmp / "meta.json", meta)
-            os.rename(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        (self.root / "failed" / f"{clip.clip_id}.json").unlink(missing_ok=True)
-
-    def fail(self, clip_id: str, reason: str) -> None:
-        """Record that ``clip_id`` could not be made; the run goes on."""
-        write_json_atomic(self.root / "failed" / f"{clip_id}.json", {"clip_id": clip_id, "reason": reason})
-
-    def finalize(self, splits: Callable[[list[str]], dict[str, str]] | None = None) -> dict:
-        """Write ``index.json`` from the complete clips and recorded failures; returns the index.
-
-        ``splits``: identities -> {identity: split}, called with the identities that have clips, so a split
-        is made from speakers that produced clips (not from videos that later failed); a clip whose split
-        changes has its meta.json rewritten."""
-        folders = [d for d in (self.root / "clips").iterdir() if d.is_dir() and not d.name.startswith(".")]
-        clips = sorted((read_json(d / "meta.json") for d in folders), key=lambda m: m["clip_id"])
-        if splits is not None:
-            chosen = splits(sorted({c["identity"] for c in clips}))
-            for clip in clips:
-                if clip["split"] != chosen[clip["identity"]]:
-                    clip["split"] = chosen[clip["identity"]]
-                    write_json_atomic(self.root / "clips" / clip["clip_id"] / "meta.json", clip)
-        failed = sorted(
-            (read_json(p) for p in (self.root / "failed").glob("*.json")), key=lambda m: m["clip_id"]
-        )
-        index = self.header | {
-            "clips": clips,
-            "failed": failed,
-            "splits": {s: sum(c["split"] == s for c in clips) for s in SPLITS},
-            "total_frames": sum(c["num_frames"] for c in clips),
-        }
-        write_json_atomic(self.root / "index.json", index)
-        return index
-
-    def _check(self, clip: ClipRecord) -> None:
-        where = f"clip {clip.clip_id}"
-        if clip.split not in SPLITS:
-            raise StoreError(f"{where}: split must be one of {SPLITS}, got {clip.split!r}")
-        size = self.header["frame_size"]
-        if clip.frames.dtype != np.uint8 or clip.frames.shape[1:] != (size, size, 3):
-            raise StoreError(
-                f"{where}: frames must be uint8 (T, {size}, {size}, 3), got {clip.frames.dtype} "
-                f"{clip.frames.shape}"
-            )
-        if len(clip.audio) != clip.num_frames * SAMPLES_PER_FRAME:
-            raise StoreError(
-                f"{where}: {len(clip.audio)} audio samples for {clip.num_frames} frames "
-                f"(need {clip.num_frames * SAMPLES_PER_FRAME})"
-            )
-        for name, dim in self.header["signals"].items():
-            array = clip.signals.get(name)
-            if array is None:
-                raise StoreError(f"{where}: signal {name!r} missing")
-            if array.shape != (clip.num_frames, dim):
-                raise StoreError(
-                    f"{where}: signal {name!r} has shape {array.shape}, need ({clip.num_frames}, {dim})"
-                )
-
-
-def _write_wav(path: Path, audio: np.ndarray) -> None:
-    import soundfile
-
-    soundfile.write(str(path), np.asarray(audio, np.float32), SAMPLE_RATE, subtype="FLOAT", format="WAV")
-
-
 class ClipReader:
-    """Reads one clip lazily: frames by index (decord random access), signals and audio on first use."""
+    """Reads one clip of a folder store lazily: frames by index (decord random access), signals and audio on
+    first use."""
 
     def __init__(self, clip_dir: Path, info: ClipInfo):
-        self.dir = clip_dir
+        self.dir = self.where = clip_dir
         self.info = info
         mp4 = clip_dir / "frames.mp4"
         self._video = VideoReader(mp4) if mp4.exists() else None
@@ -256,23 +107,20 @@ class ClipReader:
     def signals(self) -> dict[str, np.ndarray]:
         """Per-frame arrays, each (T, D) float32."""
         if self._signals is None:
-            path = self.dir / "signals.npz"
-            try:
-                with np.load(path) as archive:
-                    self._signals = {k: archive[k] for k in archive.files}
-            except FileNotFoundError:
-                raise StoreError(f"{path}: missing") from None
-            except (OSError, ValueError) as error:
-                raise StoreError(f"{path}: unreadable ({error})") from None
+            self._signals = load_signals(self.dir / "signals.npz")
         return self._signals
 
     def audio(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """The clip's 16 kHz mono waveform (T * 640,) float32, or its samples [start, stop) (read alone)."""
         import soundfile
 
-        audio, rate = soundfile.read(str(self.dir / "audio.wav"), dtype="float32", start=start, stop=stop)
+        path = self.dir / "audio.wav"
+        try:
+            audio, rate = soundfile.read(str(path), dtype="float32", start=start, stop=stop)
+        except RuntimeError as error:
+            raise StoreError(f"{path}: unreadable ({error})") from None
         if rate != SAMPLE_RATE:
-            raise StoreError(f"{self.dir / 'audio.wav'}: sample rate {rate}, the store needs {SAMPLE_RATE}")
+            raise StoreError(f"{path}: sample rate {rate}, the store needs {SAMPLE_RATE}")
         return audio
 
     def __getstate__(self):
@@ -280,24 +128,43 @@ class ClipReader:
 
 
 class ClipStore:
-    """A store opened for reading: its index, its clips by split, and readers."""
+    """A store opened for reading: its index (header, statistics, checks), its clips by split, and readers.
+
+    Opening reads ``index.json`` and the clip table and nothing per clip, so it takes the same time for a
+    hundred clips as for a million."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        if not self.root.is_dir():
+        self.root = str(root) if is_remote(root) else Path(root)
+        if not is_remote(root) and not self.root.is_dir():
             raise StoreError(
                 f"{self.root}: clip store not found (make one with `make data-synthetic` "
                 f"or `dawn-preprocess`)"
             )
-        self.index = read_json(self.root / "index.json")
-        if self.index.get("format_version") != FORMAT_VERSION:
+        where = f"{self.root}/index.json"
+        try:
+            self.index = json.loads(read_bytes(self.root, "index.json"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise StoreError(f"{where}: not valid JSON ({error})") from None
+        version = self.index.get("format_version")
+        if version != FORMAT_VERSION:
+            rebuild = f"`dawn-store index {self.root}` rewrites it" if version == 1 else "rebuild the store"
             raise StoreError(
-                f"{self.root / 'index.json'}: format version {self.index.get('format_version')}, "
-                f"this code reads version {FORMAT_VERSION}"
+                f"{where}: format version {version}, this code reads version {FORMAT_VERSION} ({rebuild})"
             )
-        self.clips = [
-            ClipInfo(m["clip_id"], int(m["num_frames"]), m["split"], m) for m in self.index["clips"]
-        ]
+        self.packed = self.index.get("layout") == "packed"
+        if is_remote(root) and not self.packed:
+            raise StoreError(
+                f"{root}: a folder store must be local; pack it (`dawn-store pack`) to stream it"
+            )
+        try:
+            self.table = ClipTable.load(read_bytes(self.root, "clips.npz"))
+        except (OSError, ValueError, KeyError) as error:
+            raise StoreError(f"{self.root}/clips.npz: unreadable ({error})") from None
+        self._pack = None
+
+    @property
+    def clips(self) -> ClipList:
+        return self.table.rows()
 
     @property
     def frame_size(self) -> int:
@@ -316,10 +183,30 @@ class ClipStore:
     def audio_spec(self) -> dict:
         return dict(self.index["audio_features"])
 
-    def split(self, name: str) -> list[ClipInfo]:
+    @property
+    def statistics(self) -> dict[str, dict]:
+        """{signal: {"frames", "mean", "std", "diff_std"}} over the training split, computed at the index."""
+        return self.index["statistics"]["train"]
+
+    @property
+    def problems(self) -> list[str]:
+        """What the fast checks found when the index was written (empty for a sound store)."""
+        return list(self.index.get("problems", []))
+
+    def split(self, name: str) -> ClipList:
         if name not in SPLITS:
             raise StoreError(f"split must be one of {SPLITS}, got {name!r}")
-        return [c for c in self.clips if c.split == name]
+        return self.table.rows(name)
 
-    def reader(self, info: ClipInfo) -> ClipReader:
-        return ClipReader(self.root / "clips" / info.clip_id, info)
+    def reader(self, info: ClipInfo):
+        """A `ClipReader` (folder) or `PackedClipReader` (pack) of one clip."""
+        if not self.packed:
+            return ClipReader(self.root / "clips" / info.clip_id, info)
+        from dawn_lightning.data.packed_reader import PackedClips
+
+        if self._pack is None or not self._pack.usable():
+            self._pack = PackedClips(self.root, self.index.get("chunks", "chunks"))
+        return self._pack.reader(info)
+
+    def __getstate__(self):
+        return self.__dict__ | {"_pack": None}

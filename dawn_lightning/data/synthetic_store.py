@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dawn_lightning.data.store import ClipRecord, ClipStore, StoreWriter
+from dawn_lightning.data.store import ClipRecord, ClipStore
+from dawn_lightning.data.store_writer import StoreWriter
 from dawn_lightning.data.synthetic import make_clip, sample_identity
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def build_synthetic_store(
     log.info(
         "%s: %d clips (%s), %d failed, %.1f s",
         store_dir,
-        len(index["clips"]),
+        index["num_clips"],
         index["splits"],
         len(index["failed"]),
         time.perf_counter() - start,

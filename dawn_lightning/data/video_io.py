@@ -6,6 +6,7 @@ is complete, so a killed run never leaves a truncated video that looks finished.
 
 from __future__ import annotations
 
+import io
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -74,11 +75,13 @@ def _mux_audio(container, stream, audio: np.ndarray, sample_rate: int) -> None:
 class VideoReader:
     """Random access to the frames of an mp4 with decord, opened lazily (so it is safe to pass to workers).
 
-    decord resizes badly at small sizes, so frames are always decoded at the stored size.
+    decord resizes badly at small sizes, so frames are always decoded at the stored size. ``data``: the mp4's
+    bytes (a clip of a pack), read from memory; ``path`` then only names it in messages.
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike, data: bytes | None = None):
+        self.path = Path(path) if data is None else path
+        self._data = data
         self._reader = None
 
     def _open(self):
@@ -86,7 +89,8 @@ class VideoReader:
             import decord
 
             try:
-                self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
+                source = str(self.path) if self._data is None else io.BytesIO(self._data)
+                self._reader = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=1)
             except Exception as error:  # decord raises its own DECORDError with a C++ trace
                 raise OSError(f"{self.path}: cannot decode video ({str(error).splitlines()[0]})") from None
         return self._reader
@@ -112,4 +116,4 @@ class VideoReader:
             raise OSError(f"{self.path}: cannot decode frames ({str(error).splitlines()[0]})") from None
 
     def __getstate__(self):
-        return {"path": self.path, "_reader": None}
+        return self.__dict__ | {"_reader": None}

@@ -127,15 +127,16 @@ class AudioToMotionModule(L.LightningModule):
                 f"{made_by['motion_ckpt_sha256'][:12]}...), but this run's stage 1 is "
                 f"{self.hparams.motion_ckpt} ({self.motion_ckpt_sha256[:12]}...)"
             )
-        if hasattr(datamodule, "train_tracks"):
-            tracks = datamodule.train_tracks(("audio_features", "pose", "blink", "face_box"))
-            stacked = {
-                k: torch.cat([torch.from_numpy(s[k]) for s in tracks])
-                for k in ("audio_features", "pose", "blink", "face_box")
-            }
+        if hasattr(datamodule, "train_statistics"):
+            stats = datamodule.train_statistics()
             if stage == "fit" and not bool(self.net.has_statistics):
-                self.net.set_statistics(stacked["audio_features"], stacked["pose"], stacked["blink"])
-            self.data_spec = datamodule.data_spec | {"mean_face_box": stacked["face_box"].mean(0).tolist()}
+                self.net.set_statistics(
+                    stats["audio_features"]["mean"],
+                    stats["audio_features"]["std"],
+                    stats["pose"]["std"],
+                    stats["blink"]["std"],
+                )
+            self.data_spec = datamodule.data_spec | {"mean_face_box": stats["face_box"]["mean"].tolist()}
         store_size = self.data_spec.get("frame_size")
         motion_size = None if store_size is None else round(store_size * self.motion.config["scale_factor"])
         if motion_size is not None and motion_size % self.net.spatial_factor:

@@ -104,28 +104,24 @@ class PoseBlinkModule(L.LightningModule):
     # -- data -------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if not hasattr(datamodule, "train_tracks"):  # a module used without a store's data module
+        if not hasattr(datamodule, "train_statistics"):  # a module used without a store's data module
             return
         if stage == "fit" and not self._has_stats():
-            self.fit_statistics(datamodule.train_tracks(SIGNALS[self.hparams.signals]))
+            self.fit_statistics(datamodule.train_statistics())
         self.audio_features = datamodule.data_spec["audio_features"]
 
     def _has_stats(self) -> bool:
         return bool((self.state_mean != 0).any() or (self.state_std != 1).any())
 
-    def fit_statistics(self, clips: list[dict]) -> None:
-        """Per-channel mean and std of the states over every frame of ``clips`` (each a dict of this module's
-        signals, as `StoreDataModule.train_tracks` gives), and the std of the normalised states'
-        frame-to-frame differences (the velocity term weighs each channel by its inverse square, so the rare
-        fast blinks do not drown the nods)."""
-        tracks = [
-            torch.cat([torch.from_numpy(c[k]) for k in SIGNALS[self.hparams.signals]], dim=-1) for c in clips
-        ]
-        frames = torch.cat(tracks)
-        self.state_mean.copy_(frames.mean(0))
-        self.state_std.copy_(frames.std(0).clamp_min(1e-4))
-        velocities = torch.cat([((t - self.state_mean) / self.state_std).diff(dim=0) for t in tracks])
-        self.velocity_std.copy_(velocities.std(0).clamp_min(1e-4))
+    def fit_statistics(self, statistics: dict[str, dict[str, torch.Tensor]]) -> None:
+        """The per-channel mean and std of the states over the training frames, and the std of the normalised
+        states' frame-to-frame differences (the velocity term weighs each channel by its inverse square, so
+        the rare fast blinks do not drown the nods), from the store's statistics (`train_statistics`)."""
+        names = SIGNALS[self.hparams.signals]
+        self.state_mean.copy_(torch.cat([statistics[k]["mean"] for k in names]))
+        self.state_std.copy_(torch.cat([statistics[k]["std"] for k in names]).clamp_min(1e-4))
+        differences = torch.cat([statistics[k]["diff_std"] for k in names])
+        self.velocity_std.copy_((differences / self.state_std).clamp_min(1e-4))
 
     def states(self, batch: dict) -> torch.Tensor:
         """The normalised state sequence (B, N, K) of a batch."""

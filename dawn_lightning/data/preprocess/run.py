@@ -25,8 +25,10 @@ from dawn_lightning.data.preprocess.crop import crop_resize, plan_clips, scene_c
 from dawn_lightning.data.preprocess.decode import NoAudioError, SourceVideo, open_video
 from dawn_lightning.data.preprocess.face import FaceBackend, make_backend
 from dawn_lightning.data.preprocess.layout import VideoJob, assign_splits, find_videos
+from dawn_lightning.data.preprocess.shards import finish_shard, shard_of, start_shard
 from dawn_lightning.data.preprocess.signals import FaceTrack, clip_signals
-from dawn_lightning.data.store import ClipRecord, StoreWriter, read_json, write_json_atomic
+from dawn_lightning.data.store import ClipRecord, read_json, write_json_atomic
+from dawn_lightning.data.store_writer import StoreWriter, build_index
 
 log = logging.getLogger(__name__)
 PHASES = ("decode", "face", "crop_encode", "audio_features")
@@ -207,16 +209,19 @@ class Summary:
         return {
             "seconds": self.seconds,
             "videos": {s: len(self.by_status(s)) for s in ("done", "skipped", "failed", "finished", "todo")},
-            "clips": len(self.index["clips"]) if self.index else 0,
+            "clips": self.index["num_clips"] if self.index else 0,
             "dropped_short_clips": self.dropped,
             "skipped": {r.path: r.reason for r in self.by_status("skipped")},
             "failed": {r.path: r.reason for r in self.by_status("failed")},
         }
 
 
-def plan_jobs(input_dir, layout: str, extensions: list[str], split: dict) -> list[VideoJob]:
-    """Every video under ``input_dir`` with its speaker and a provisional split (the index assigns the
-    splits from the speakers whose videos gave clips); PreprocessError when there are none."""
+def plan_jobs(
+    input_dir, layout: str, extensions: list[str], split: dict, shard: int = 0, num_shards: int = 1
+) -> list[VideoJob]:
+    """Every video under ``input_dir`` of shard ``shard`` (`shards.shard_of`) with its speaker and a
+    provisional split (the index assigns the splits from the speakers whose videos gave clips);
+    PreprocessError when there are none."""
     found = find_videos(input_dir, layout, extensions)
     if not found:
         raise PreprocessError(
@@ -226,7 +231,11 @@ def plan_jobs(input_dir, layout: str, extensions: list[str], split: dict) -> lis
     if any(n > 1 for n in ids.values()):
         raise PreprocessError(f"{input_dir}: video ids collide: {[i for i, n in ids.items() if n > 1]}")
     splits = speaker_splits(sorted({s for _, _, s in found}), split)  # provisional: final at the index
-    return [VideoJob(str(path), video_id, speaker, splits[speaker]) for path, video_id, speaker in found]
+    return [
+        VideoJob(str(path), video_id, speaker, splits[speaker])
+        for path, video_id, speaker in found
+        if shard_of(path.relative_to(input_dir), num_shards) == shard
+    ]
 
 
 def speaker_splits(speakers: list[str], split: dict) -> dict[str, str]:
@@ -244,16 +253,22 @@ def preprocess(
     workers: int = 1,
     dry_run: bool = False,
     progress: bool = True,
+    shard: int = 0,
+    num_shards: int = 1,
 ) -> Summary:
     """Turn every video under ``input_dir`` into clips of the store at ``output_dir`` (see the module doc).
 
     ``config`` is what the store records and hashes: layout, extensions, split and ``settings`` as set.
+    With ``num_shards`` > 1 this process does the videos of ``shard`` only (`shards`), writes its summary
+    under ``summaries/`` and leaves the index to `dawn-store index`.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     started = time.perf_counter()
     root = Path(output_dir)
-    jobs = plan_jobs(input_dir, config["layout"], config["extensions"], config["split"])
+    if not 0 <= shard < num_shards:
+        raise PreprocessError(f"shard={shard} outside 0..{num_shards - 1} (num_shards={num_shards})")
+    jobs = plan_jobs(input_dir, config["layout"], config["extensions"], config["split"], shard, num_shards)
     if dry_run:
         results = [
             VideoResult(
@@ -277,8 +292,12 @@ def preprocess(
         "frame_size": settings.size,
     }
     writer = StoreWriter(**writer_args)
-    for stale in (root / "clips").glob(".*.tmp"):  # a clip a killed run left half-written
-        shutil.rmtree(stale, ignore_errors=True)
+    mine = {j.video_id for j in jobs}
+    for stale in (root / "clips").glob(".*.tmp"):  # a clip a killed run of this shard left half-written
+        if stale.name[1:].split(".")[0].rsplit("_", 1)[0] in mine:
+            shutil.rmtree(stale, ignore_errors=True)
+    if num_shards > 1:
+        start_shard(root, shard, num_shards, len(jobs))
     todo = [j for j in jobs if not _is_finished(root, j.video_id)]
     results = [VideoResult(j.video_id, j.path, "finished") for j in jobs if _is_finished(root, j.video_id)]
     columns = (
@@ -300,7 +319,15 @@ def preprocess(
             )
             if result.status != "done":
                 log.warning("%s %s: %s", result.status, result.path, result.reason)
-    index = writer.finalize(lambda speakers: speaker_splits(speakers, config["split"]))
+    if num_shards > 1:  # the index waits for every shard (`dawn-store index`)
+        summary = Summary(results, None, time.perf_counter() - started)
+        (root / "summaries").mkdir(exist_ok=True)
+        write_json_atomic(
+            root / "summaries" / f"shard-{shard:05d}-of-{num_shards:05d}.json", summary.as_dict()
+        )
+        finish_shard(root, shard, num_shards, summary.as_dict()["videos"])
+        return summary
+    index = build_index(root, lambda speakers: speaker_splits(speakers, config["split"]))
     summary = Summary(results, index, time.perf_counter() - started)
     write_json_atomic(root / "summary.json", summary.as_dict())
     return summary

@@ -145,13 +145,19 @@ class MotionDiffusion(nn.Module):
         return 2**self.unet.num_downsamples
 
     def set_statistics(
-        self, audio: torch.Tensor, pose: torch.Tensor, blink: torch.Tensor, eps: float = 1e-4
+        self,
+        audio_mean: torch.Tensor,
+        audio_std: torch.Tensor,
+        pose_std: torch.Tensor,
+        blink_std: torch.Tensor,
+        eps: float = 1e-4,
     ) -> None:
-        """Fits the condition normalisation to training frames: audio (N, D), pose (N, 6), blink (N, 2)."""
-        self.audio_mean.copy_(audio.mean(0))
-        self.audio_std.copy_(audio.std(0).clamp_min(eps))
-        self.pose_scale.copy_(pose.std(0).clamp_min(eps))
-        self.blink_scale.copy_(blink.std(0).clamp_min(eps))
+        """Fits the condition normalisation to the training frames' per-channel statistics: audio mean and std
+        (D,), pose std (6,), blink std (2,)."""
+        self.audio_mean.copy_(audio_mean)
+        self.audio_std.copy_(audio_std.clamp_min(eps))
+        self.pose_scale.copy_(pose_std.clamp_min(eps))
+        self.blink_scale.copy_(blink_std.clamp_min(eps))
         self.has_statistics.fill_(True)
 
     def motion_offset(self, x0: torch.Tensor) -> torch.Tensor:
