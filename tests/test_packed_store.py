@@ -83,7 +83,7 @@ def test_a_pack_out_of_order_or_missing_is_named(tiny_store, tiny_pack, tmp_path
     table.save(tiny_pack / "clips.npz")
     store = ClipStore(tiny_pack)
     with pytest.raises(StoreError, match=r"row 0 holds clip a .* says v: the pack is out of order"):
-        store.reader(store.clips[0]).signals
+        _ = store.reader(store.clips[0]).signals
     with pytest.raises(StoreError, match="a pack is already there"):
         pack_store(str(tiny_store), str(tiny_pack))
     with pytest.raises(StoreError, match="already a pack"):

@@ -2,7 +2,8 @@
 
 `dawn-preprocess input=/data/HDTF output=data/hdtf128 size=128 preprocess=hdtf workers=2`; `dry_run=true`
 lists the videos (speaker, split, finished or to do) without writing anything. Exits 1 when the run cannot
-start or a video failed.
+start or a video failed. Over machines: `dawn-preprocess -m shard='range(0,N)' num_shards=N
+hydra/launcher=slurm ...` runs N shards (each video in exactly one), then `dawn-store index <output>`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,16 @@ def main(cfg: DictConfig) -> None:
             "audio_features": {k: v for k, v in features.spec.items() if k != "path"},
         }
         summary = preprocess(
-            cfg.input, cfg.output, config, features, settings, cfg.workers, cfg.dry_run, cfg.progress
+            cfg.input,
+            cfg.output,
+            config,
+            features,
+            settings,
+            cfg.workers,
+            cfg.dry_run,
+            cfg.progress,
+            cfg.shard,
+            cfg.num_shards,
         )
     except (PreprocessError, StoreError, FileNotFoundError, ImportError) as error:
         console.print(f"[red]error[/red] {error}", highlight=False)
@@ -53,7 +63,13 @@ def main(cfg: DictConfig) -> None:
     console.print(
         f"{cfg.output}: {counts['done']} videos done, {counts['finished']} finished before, "
         f"{counts['skipped']} skipped, {counts['failed']} failed, {summary.dropped} short clips dropped"
-        + (f", {summary.index['num_clips']} clips in the store" if summary.index else " (dry run)")
+        + (
+            f", {summary.index['num_clips']} clips in the store"
+            if summary.index
+            else " (dry run)"
+            if cfg.dry_run
+            else f" (shard {cfg.shard} of {cfg.num_shards}; then `dawn-store index {cfg.output}`)"
+        )
         + f", {summary.seconds:.1f} s",
         highlight=False,
     )
