@@ -90,10 +90,10 @@ DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.p
 DDP += ["trainer.sync_batchnorm=false"]
 
 
-def run_ddp(command: list[str], tmp_path: Path) -> tuple[dict, dict]:
+def run_ddp(command: list[str], tmp_path: Path, ddp: list[str] = DDP) -> tuple[dict, dict]:
     command = [
         *command,
-        *DDP,
+        *ddp,
         "+callbacks.probe._target_=tests.test_ddp.RankWeights",
         f"+callbacks.probe.folder={tmp_path}",
     ]
@@ -221,3 +221,21 @@ def test_stage1_two_ranks_match_one_process_with_twice_the_batch(synthetic, tmp_
     # 2e-2. Without the synchronised BatchNorm, the mean rank loss is 5 % off (the loss check catches that).
     ranks, one = first_steps(command, tmp_path, ddp=["trainer=ddp_cpu", "trainer.devices=2"])
     assert_same_step(ranks, one, gradient_tolerance=5e-2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["stage1", "stage2", "stage3a", "syncnet"])
+def test_every_stage_trains_from_a_pack_on_two_ranks(synthetic_pack, tmp_path, experiment):
+    """`dawn-store pack`, then `data.store_dir=<pack>`: a training step of each stage on 2 DDP ranks."""
+    command = [str(DAWN_TRAIN), f"experiment={experiment}", f"data.store_dir={synthetic_pack}", *QUICK]
+    command[command.index("trainer.max_steps=2")] = "trainer.max_steps=1"
+    if experiment == "stage2":
+        command += ["datamodule.window=40", "model.net.width=32", "model.net.num_layers=1"]
+    if experiment == "stage3a":
+        write_stage1(tmp_path / "stage1.ckpt")
+        unet = "{dim:8,dim_mults:[1,2],attn_heads:2,attn_dim_head:8,spatial_dim_head:8,cross_heads:2,"
+        unet += "resnet_groups:4}"
+        command += [f"model.motion_ckpt={tmp_path / 'stage1.ckpt'}", f"model.net.unet={unet}"]
+        command += ["model.num_val_videos=0"]
+    first, second = run_ddp(command, tmp_path, ddp=["trainer=ddp_cpu", "trainer.devices=2"])
+    assert_same_weights(first, second)  # stage 1's BatchNorm statistics too: ddp_cpu all-reduces them

@@ -144,9 +144,15 @@ MID_EPOCH = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("checkpoints", [{}, MID_EPOCH], ids=["epoch-end", "mid-epoch"])
-def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(synthetic, tmp_path, checkpoints):
-    command = stage2_command(synthetic.root, **checkpoints)
+@pytest.mark.parametrize(
+    ("checkpoints", "packed"),
+    [({}, False), (MID_EPOCH, False), (MID_EPOCH, True)],
+    ids=["epoch-end", "mid-epoch", "mid-epoch-packed-store"],
+)
+def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
+    synthetic, synthetic_pack, tmp_path, checkpoints, packed
+):
+    command = stage2_command(synthetic_pack if packed else synthetic.root, **checkpoints)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight = tmp_path / "straight"
     subprocess.run(command, env={**env, "DAWN_ROOT": str(straight)}, check=True, capture_output=True)
