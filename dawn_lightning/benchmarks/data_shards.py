@@ -5,6 +5,7 @@ store compared clip by clip (the same clips and splits, byte-identical signals, 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,12 @@ def _command(input_dir: Path, out: Path, size: int, model: str, *extra: str) -> 
     script = Path(sys.executable).with_name("dawn-preprocess")
     settings = [f"input={input_dir}", f"output={out}", f"size={size}", f"face.model_path={model}"]
     return [str(script), *settings, "progress=false", *extra]
+
+
+def default_input() -> str | None:
+    """../shared/realdata (the real test clips) when it is there."""
+    real = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+    return str(real) if real.is_dir() else None
 
 
 def compare_stores(one: Path, many: Path) -> dict:
@@ -50,8 +57,9 @@ def compare_stores(one: Path, many: Path) -> dict:
 
 def shard_equivalence(input_dir: str, model: str, work: str, size: int = 128, shards: int = 3) -> dict:
     """The single run and the sharded run (all shards at once; the one with most videos killed after its
-    first finished video and run again), timed, and their stores compared."""
+    first finished video and run again), timed, and their stores compared. ``work`` is emptied first."""
     input_dir, work = Path(input_dir).resolve(), Path(work)
+    shutil.rmtree(work, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,14 +16,18 @@ from dawn_lightning.allocator import keep_freed_memory
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     parser = argparse.ArgumentParser(prog="dawn-bench", description=__doc__)
-    parser.add_argument("stage", choices=["stage1", "stage2", "stage3", "generate", "preprocess", "train"])
+    parser.add_argument(
+        "stage", choices=["stage1", "stage2", "stage3", "generate", "preprocess", "train", "data"]
+    )
     parser.add_argument("--checkpoint", help="a checkpoint of that stage to score (stage 2 needs one)")
     parser.add_argument("--store", default="data/synthetic64")
     parser.add_argument(
         "--out", default="experiments/bench", help="a folder (writes <stage>.json there) or a .json file"
     )
     stage3 = parser.add_argument_group("stage3 (A2V denoiser speed and memory against F; no checkpoint)")
-    stage3.add_argument("--sizes", type=int, nargs="+", default=[64, 128], choices=[64, 128])
+    stage3.add_argument(
+        "--sizes", type=int, nargs="+", help="frame sizes: 64 and/or 128 (default both; data: 128 256)"
+    )
     stage3.add_argument("--frames", type=int, nargs="+", default=[50, 100, 200, 400])
     stage3.add_argument("--attention", nargs="+", default=["banded", "full"], choices=["banded", "full"])
     stage3.add_argument("--steps", type=int, default=20, help="DDIM steps")
@@ -65,7 +70,32 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="space-separated overrides measured as well, e.g. 'trainer.precision=bf16-mixed' (repeatable)",
     )
+    loading = parser.add_argument_group(
+        "data (start-up of a data module on a generated index; samples/s of one loader worker at --sizes, "
+        "folder store and pack; writes data.json)"
+    )
+    loading.add_argument(
+        "--clips", type=int, default=1_000_000, help="clips of the generated index (0: skip)"
+    )
+    loading.add_argument(
+        "--pair-samples", type=int, default=200, help="stage-1 pairs drawn per store (0: skip)"
+    )
+    loading.add_argument(
+        "--clip-samples", type=int, default=50, help="stage-3 clips drawn per store (0: skip)"
+    )
+    loading.add_argument(
+        "--work", default="data/bench", help="folder of the synthetic stores read (made once, then reused)"
+    )
+    loading.add_argument(
+        "--shard-input",
+        help="real videos preprocessed by 3 shard processes (one killed) and by one: default "
+        "../shared/realdata when present; '' skips it; needs --face-model (or $DAWN_FACE_MODEL)",
+    )
     args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = [128, 256] if args.stage == "data" else [64, 128]
+    elif args.stage != "data" and not set(args.sizes) <= {64, 128}:
+        parser.error(f"--sizes: {args.stage} measures 64 and 128 px, not {args.sizes}")
     results = {"torch_threads": torch.get_num_threads()}
     if args.stage == "stage3":
         from dawn_lightning.benchmarks import audio_to_motion
@@ -107,6 +137,24 @@ def main(argv: list[str] | None = None) -> int:
             for stage in args.stages
             for variant in variants
         ]
+    elif args.stage == "data":
+        from dawn_lightning.benchmarks import data, data_shards
+
+        results = data.data_benchmark(
+            clips=args.clips,
+            sizes=args.sizes,
+            work=args.work,
+            samples={"stage1_pairs": args.pair_samples, "stage3_clips": args.clip_samples},
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        shard_input = data_shards.default_input() if args.shard_input is None else args.shard_input
+        model = args.face_model or os.environ.get("DAWN_FACE_MODEL")
+        if shard_input and model:
+            results["shards"] = data_shards.shard_equivalence(shard_input, model, Path(args.work) / "shards")
+        else:
+            print(
+                "data: sharded preprocessing skipped (needs --shard-input and --face-model)", file=sys.stderr
+            )
     elif args.stage == "stage1":
         from dawn_lightning.benchmarks import motion
 
@@ -128,11 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         out = out / ("generation.json" if args.stage == "generate" else f"{args.stage}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    if args.stage in ("stage3", "generate", "preprocess", "train"):
+    if args.stage in ("stage3", "generate", "preprocess", "train", "data"):
         if args.stage == "preprocess":
             table = preprocess.markdown(results)
         elif args.stage == "train":
             table = training.markdown(results["runs"])
+        elif args.stage == "data":
+            table = data.markdown(results)
         else:
             table = (audio_to_motion if args.stage == "stage3" else generation).markdown(results)
         out.with_suffix(".md").write_text(table + "\n")

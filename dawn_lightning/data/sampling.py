@@ -63,11 +63,15 @@ class EpochSampler(Sampler[Key]):
         return len(range(self.rank, self.size, self.world_size))
 
     def __iter__(self):
+        """Keys made as they are drawn: an epoch of 25 million samples is one int32 permutation (100 MB),
+        not 25 million Python tuples."""
+        epoch = self.epoch
         if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+            order = np.arange(self.size, dtype=np.int32 if self.size < 2**31 else np.int64)
+            np.random.default_rng([self.seed, epoch]).shuffle(order)  # = default_rng(...).permutation(size)
             order = order[: len(self) * self.world_size]
         else:
-            order = np.arange(self.size)
+            order = range(self.size)
         share = order[self.rank :: self.world_size][self._start :]
         self._start = 0
-        return iter([(self.epoch, int(i)) for i in share])
+        return ((epoch, int(i)) for i in share)
