@@ -129,9 +129,11 @@ def evaluate_run(cfg: Mapping) -> dict:
 
 
 def network_passes(sampler: Mapping) -> int:
-    """Stage-3 network passes a video costs: one per step, two with classifier-free guidance."""
+    """Stage-3 network passes a video costs: one per step (Heun: two), twice that with classifier-free
+    guidance."""
     guided = sampler.get("guidance_scale") not in (None, 1, 1.0)
-    return int(sampler["num_steps"]) * (2 if guided else 1)
+    steps = int(sampler["num_steps"])
+    return (2 * steps if sampler.get("name") == "flow_heun" else steps) * (2 if guided else 1)
 
 
 def face_detector(cfg: Mapping):

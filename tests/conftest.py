@@ -108,3 +108,12 @@ def synthetic_pack(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic_pack") / "pack"
     pack_store(str(synthetic.root), str(out), chunk_bytes="1MB")
     return out
+
+
+@pytest.fixture
+def stub_face(monkeypatch):
+    """Preprocessing with the stand-in face backend (`BoxFace`: the middle of every bright frame)."""
+    from dawn_lightning.data.preprocess import run
+    from tests.preprocess_videos import BoxFace
+
+    monkeypatch.setattr(run, "make_backend", lambda *args: BoxFace())

@@ -82,10 +82,12 @@ def write_stage2(path: Path, spec: dict | None = None, signals: str = "both") ->
     save(path, POSE_BLINK, record, state)
 
 
-def write_stage3(path: Path, motion_path: Path, z_channels: int, spec: dict | None = None) -> None:
+def write_stage3(
+    path: Path, motion_path: Path, z_channels: int, spec: dict | None = None, objective: str = "diffusion"
+) -> None:
     torch.manual_seed(2)
     spec = spec or LogMelFeatures().spec
-    net = MotionDiffusion(audio_dim=spec["dim"], z_channels=z_channels, unet=UNET)
+    net = MotionDiffusion(audio_dim=spec["dim"], z_channels=z_channels, unet=UNET, objective=objective)
     _perturb(net, 2)
     audio, pose, blink = torch.randn(100, spec["dim"]) - 5, torch.randn(100, 6) * 3, torch.rand(100, 2)
     net.set_statistics(audio.mean(0), audio.std(0), pose.std(0), blink.std(0))
@@ -93,7 +95,12 @@ def write_stage3(path: Path, motion_path: Path, z_channels: int, spec: dict | No
         "config": net.config,
         "motion_ckpt": str(motion_path),
         "motion_ckpt_sha256": file_sha256(motion_path),
-        "sampler": {"name": "ddim", "num_steps": 2, "eta": 1.0, "dynamic_threshold": None},
+        "sampler": {
+            "name": "flow_euler" if objective == "flow" else "ddim",
+            "num_steps": 2,
+            "eta": 1.0,
+            "dynamic_threshold": None,
+        },
         "audio_features": spec,
         "frame_size": FRAME_SIZE,
         "mean_face_box": [0.2, 0.2, 0.8, 0.8],

@@ -150,10 +150,10 @@ def test_curriculum_a_then_b(synthetic, motion_ckpt, tmp_path, monkeypatch):
     assert trainer_b.global_step == 1
 
 
-def tiny_module(motion_ckpt, **kwargs) -> AudioToMotionModule:
+def tiny_module(motion_ckpt, objective: str = "diffusion", **kwargs) -> AudioToMotionModule:
     import functools
 
-    net = functools.partial(MotionDiffusion, audio_dim=80, unet=dict(TINY_UNET))
+    net = functools.partial(MotionDiffusion, audio_dim=80, unet=dict(TINY_UNET), objective=objective)
     return AudioToMotionModule(net, str(motion_ckpt), functools.partial(torch.optim.Adam, lr=2e-3), **kwargs)
 
 
@@ -178,15 +178,18 @@ def test_motion_x0_layout_decodes_to_stage1_reconstruction(synthetic, motion_ckp
     torch.testing.assert_close(decoded[:, :, 3], direct, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("guidance", [1.0, 2.0])
-def test_sampling_is_seeded_and_any_length(synthetic, motion_ckpt, guidance):
-    module = tiny_module(motion_ckpt).eval()
+@pytest.mark.parametrize(
+    ("guidance", "sampler_name"), [(1.0, "ddim"), (2.0, "ddim"), (1.0, "flow_euler"), (2.0, "flow_heun")]
+)
+def test_sampling_is_seeded_and_any_length(synthetic, motion_ckpt, guidance, sampler_name):
+    objective = "flow" if sampler_name.startswith("flow") else "diffusion"
+    module = tiny_module(motion_ckpt, objective).eval()
     net = module.net
     for frames in (1, 7, 23):
         audio, pose, blink = torch.randn(2, frames, 80), torch.randn(2, frames, 6), torch.randn(2, frames, 2)
         cond = net.conditions(audio, pose, blink, pose[:, 0], blink[:, 0])
         context = net.context(torch.randn(2, net.config["z_channels"], 16, 16), torch.rand(2, 4))
-        sampler = make_sampler("ddim", net.schedule, num_steps=3, eta=1.0)
+        sampler = make_sampler(sampler_name, net.schedule, num_steps=3, eta=1.0)
 
         draws = [
             net.sample(
@@ -199,9 +202,10 @@ def test_sampling_is_seeded_and_any_length(synthetic, motion_ckpt, guidance):
         assert (draws[2] - draws[0]).abs().max() > 1e-3
 
 
-def test_overfits_one_batch(synthetic, motion_ckpt):
+@pytest.mark.parametrize("objective", ["diffusion", "flow"])
+def test_overfits_one_batch(synthetic, motion_ckpt, objective):
     torch.manual_seed(0)
-    module = tiny_module(motion_ckpt, cond_drop_prob=0.0)
+    module = tiny_module(motion_ckpt, objective, cond_drop_prob=0.0)
     batch = clip_batch(synthetic.root, frames=4)
     with torch.no_grad():
         inputs = module.inputs(batch)
@@ -219,7 +223,18 @@ def test_overfits_one_batch(synthetic, motion_ckpt):
         loss.backward()
         optimizer.step()
     after = fixed_loss()
-    assert after < 0.75 * before, (before, after)  # measured: -38% in 60 steps
+    assert after < 0.75 * before, (before, after)  # measured: -38% in 60 steps (diffusion), -45% (flow)
+
+
+def test_a_sampler_of_the_other_objective_is_refused(motion_ckpt):
+    for objective, wrong in (("flow", "ddim"), ("diffusion", "flow_euler")):
+        net = tiny_module(motion_ckpt, objective).eval().net
+        cond = net.conditions(
+            *(torch.randn(1, 3, k) for k in (80, 6, 2)), torch.zeros(1, 6), torch.zeros(1, 2)
+        )
+        context = net.context(torch.randn(1, net.config["z_channels"], 16, 16), torch.rand(1, 4))
+        with pytest.raises(ValueError, match=f"cannot sample a network trained with objective '{objective}'"):
+            net.sample(make_sampler(wrong, net.schedule, num_steps=2), context, **cond)
 
 
 def test_non_finite_gradients_skip_the_step(synthetic, motion_ckpt, tmp_path, monkeypatch):

@@ -17,14 +17,9 @@ from dawn_lightning.data.preprocess import run
 from dawn_lightning.data.preprocess.run import PreprocessError, preprocess
 from dawn_lightning.data.store import ClipStore, StoreError
 from dawn_lightning.data.validate import validate_store
-from tests.preprocess_videos import BoxFace, settings, store_config, talking_video
+from tests.preprocess_videos import settings, store_config, talking_video
 
 FEATURES = LogMelFeatures(n_mels=8)
-
-
-@pytest.fixture
-def stub_face(monkeypatch):
-    monkeypatch.setattr(run, "make_backend", lambda *args: BoxFace())
 
 
 @pytest.fixture

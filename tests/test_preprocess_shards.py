@@ -15,15 +15,10 @@ from dawn_lightning.data.preprocess.run import PreprocessError, preprocess
 from dawn_lightning.data.preprocess.shards import shard_of
 from dawn_lightning.data.store import ClipStore
 from dawn_lightning.data.validate import validate_store
-from tests.preprocess_videos import BoxFace, settings, store_config, talking_video
+from tests.preprocess_videos import settings, store_config, talking_video
 
 FEATURES = LogMelFeatures(n_mels=8)
 SPEAKERS = ("ann", "ben", "cat", "dan", "eve", "fay")
-
-
-@pytest.fixture
-def stub_face(monkeypatch):
-    monkeypatch.setattr(run, "make_backend", lambda *args: BoxFace())
 
 
 @pytest.fixture

@@ -11,7 +11,12 @@ import torch
 from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dawn_lightning.models.audio_to_motion.temporal_attention import TemporalAttention, banded_attention
+from dawn_lightning.models.audio_to_motion.temporal_attention import (
+    TemporalAttention,
+    banded_attention,
+    flex_banded_attention,
+    set_attention_backend,
+)
 from dawn_lightning.models.common.relative_position import RelativePositionBias, relative_position_bucket
 from dawn_lightning.models.common.rotary import RotaryEmbedding
 
@@ -59,6 +64,28 @@ def test_banded_equals_dense_masked(length, window, with_bias, block_size):
     out = banded_attention(q, k, v, window, bias, block_size)
     assert out.shape == q.shape
     torch.testing.assert_close(out, dense_attention(q, k, v, window, bias), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize(("length", "window"), [(7, 40), (77, 20), (200, 40), (30, None)])
+def test_flex_attention_band_equals_dense_masked(length, window, with_bias):
+    """The CUDA path (block mask + score modification), run here by PyTorch's eager flex_attention."""
+    q, k, v = qkv(length)
+    bias = random_bias() if with_bias else None
+    out = flex_banded_attention(q, k, v, window, bias)
+    torch.testing.assert_close(out, dense_attention(q, k, v, window, bias), atol=1e-5, rtol=0)
+
+
+def test_the_attention_backend_is_chosen_per_network():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(TemporalAttention(16, heads=2, dim_head=8, window=3))
+    x, bias = torch.randn(1, 16, 12, 2, 2), random_bias()
+    with torch.no_grad():  # flex_attention has no backward on the CPU
+        sdpa = net[0](x, bias)
+        set_attention_backend(net, "flex")
+        torch.testing.assert_close(net[0](x, bias), sdpa, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="attention backend must be one of"):
+        set_attention_backend(net, "xformers")
 
 
 @pytest.mark.parametrize("block_size", [1, 3, 16, 1000])

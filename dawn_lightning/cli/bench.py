@@ -91,6 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         help="real videos preprocessed by 3 shard processes (one killed) and by one: default "
         "../shared/realdata when present; '' skips it; needs --face-model (or $DAWN_FACE_MODEL)",
     )
+    sampling = parser.add_argument_group(
+        "sampling (each stage-3 sampler: passes, seconds per second of video, lip sync, FVD; also uses "
+        "--store, --threads; writes sampling.json)"
+    )
+    sampling.add_argument("--teacher", help="a diffusion stage 3 (file or run folder; default: the newest)")
+    sampling.add_argument("--flow", help="a flow-matching stage 3 (experiment=stage3a_flow)")
+    sampling.add_argument(
+        "--run", default="experiments", help="where the stage-1 and stage-2 checkpoints are"
+    )
+    sampling.add_argument("--split", default="test")
+    sampling.add_argument("--max-clips", type=int, help="the first N clips of the split (default: all)")
+    sampling.add_argument("--guidance", type=float, default=1.5, help="classifier-free guidance scale")
     args = parser.parse_args(argv)
     if args.sizes is None:
         args.sizes = [128, 256] if args.stage == "data" else [64, 128]
@@ -155,6 +167,20 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 "data: sharded preprocessing skipped (needs --shard-input and --face-model)", file=sys.stderr
             )
+    elif args.stage == "sampling":
+        from dawn_lightning.benchmarks import sampling
+
+        teacher = args.teacher or str(Path(args.run) / "stage3a" / "latest")
+        results = sampling.sampling_benchmark(
+            {"diffusion": teacher, "flow": args.flow},
+            args.run,
+            args.store,
+            args.split,
+            args.max_clips,
+            args.threads,
+            args.guidance,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     elif args.stage == "stage1":
         from dawn_lightning.benchmarks import motion
 
@@ -176,13 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         out = out / ("generation.json" if args.stage == "generate" else f"{args.stage}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    if args.stage in ("stage3", "generate", "preprocess", "train", "data"):
+    if args.stage in ("stage3", "generate", "preprocess", "train", "data", "sampling"):
         if args.stage == "preprocess":
             table = preprocess.markdown(results)
         elif args.stage == "train":
             table = training.markdown(results["runs"])
         elif args.stage == "data":
             table = data.markdown(results)
+        elif args.stage == "sampling":
+            table = sampling.markdown(results)
         else:
             table = (audio_to_motion if args.stage == "stage3" else generation).markdown(results)
         out.with_suffix(".md").write_text(table + "\n")

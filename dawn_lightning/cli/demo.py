@@ -61,7 +61,7 @@ def generate(store_dir: Path, experiments: Path, out: Path, seed: int, timings: 
     from dawn_lightning.data.contact_sheet import write_contact_sheet
     from dawn_lightning.data.store import ClipStore
     from dawn_lightning.metrics.motion_stats import blink_rate
-    from dawn_lightning.metrics.mouth_sync import mouth_audio_correlation
+    from dawn_lightning.metrics.mouth_sync import frame_change, mouth_audio_correlation
     from dawn_lightning.pipeline import DawnPipeline, PortraitState
 
     store = ClipStore(store_dir)
@@ -97,7 +97,7 @@ def generate(store_dir: Path, experiments: Path, out: Path, seed: int, timings: 
     reconstructed = stage1_reconstruction(pipeline.motion, truth)
 
     def change(frames: np.ndarray) -> float:
-        return round(float(np.abs(np.diff(frames.astype(np.float32), axis=0)).mean()), 2)
+        return round(frame_change(frames), 2)
 
     return {
         "clip": clip.clip_id,

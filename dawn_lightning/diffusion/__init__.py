@@ -1,14 +1,17 @@
-"""Gaussian diffusion maths: noise schedules, parametrizations, training terms, samplers and guidance.
+"""Gaussian diffusion and flow-matching maths: noise schedules, parametrizations, training terms, samplers
+and guidance.
 
 Pure PyTorch (no Lightning, no Hydra): stage modules compose these parts.
 """
 
 from dawn_lightning.diffusion.dpm_solver import DPMSolverSampler
+from dawn_lightning.diffusion.flow import FlowSampler, flow_training_terms, logit_normal_times
 from dawn_lightning.diffusion.guidance import ConditionalDenoiser, guided_denoiser
 from dawn_lightning.diffusion.parametrization import PREDICTIONS, Prediction, predict, target
 from dawn_lightning.diffusion.registry import (
     DEFAULT_SAMPLER,
     SAMPLER_NAMES,
+    check_sampler_objective,
     make_sampler,
     sampler_from_settings,
 )
@@ -34,15 +37,19 @@ __all__ = [
     "DDIMSampler",
     "DDPMSampler",
     "DPMSolverSampler",
+    "FlowSampler",
     "NoiseSchedule",
     "Prediction",
     "Sampler",
     "Spacing",
     "StepOutput",
+    "check_sampler_objective",
     "cosine_betas",
     "dynamic_threshold",
+    "flow_training_terms",
     "guided_denoiser",
     "linear_betas",
+    "logit_normal_times",
     "make_sampler",
     "posterior_coefficients",
     "predict",

@@ -88,6 +88,11 @@ class Sampler(ABC):
         self.spacing = spacing
         self.set_timesteps(num_steps)
 
+    @property
+    def network_passes(self) -> int:
+        """Network evaluations of one sample (before guidance doubles them)."""
+        return self.num_steps
+
     def set_timesteps(self, num_steps: int) -> None:
         self.num_steps = num_steps
         self.timesteps = sampling_timesteps(self.schedule.num_timesteps, num_steps, self.spacing)

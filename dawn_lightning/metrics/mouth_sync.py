@@ -1,4 +1,5 @@
-"""A weight-free lip-sync proxy for faces whose open mouth is dark (the synthetic data set, most real faces).
+"""Weight-free measures of a talking-head video: a lip-sync proxy for faces whose open mouth is dark (the
+synthetic data set, most real faces), how much the mouth moves, and how much the frames change.
 
 Per frame, the mouth's darkness is 1 - the mean luma inside a fixed mouth box; the speech energy is the RMS
 of the frame's 640 audio samples. Their Pearson correlation is high when the mouth opens with the speech and
@@ -41,3 +42,13 @@ def mouth_audio_correlation(frames: np.ndarray, box: np.ndarray, audio: np.ndarr
     if darkness.std() < 1e-9 or energy.std() < 1e-12:
         return 0.0
     return float(np.corrcoef(darkness, energy)[0, 1])
+
+
+def mouth_motion(frames: np.ndarray, box: np.ndarray) -> float:
+    """How much the mouth opens and closes: the std over frames of its darkness."""
+    return float(mouth_darkness(frames, box).std())
+
+
+def frame_change(frames: np.ndarray) -> float:
+    """Mean absolute change between consecutive frames (T, H, W, 3) uint8, in 0-255 (0: a frozen video)."""
+    return float(np.abs(np.diff(frames.astype(np.float32), axis=0)).mean()) if len(frames) > 1 else 0.0

@@ -33,7 +33,7 @@ from dawn_lightning.metrics.motion_stats import (
     motion_beats,
     onset_frames_from_logmel,
 )
-from dawn_lightning.metrics.mouth_sync import mouth_audio_correlation
+from dawn_lightning.metrics.mouth_sync import frame_change, mouth_audio_correlation, mouth_motion
 from dawn_lightning.metrics.video_mean import VideoMean
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,8 @@ class EvaluationSuite:
         for side in ("generated", "truth"):
             label = f"lip-sync proxy r(mouth darkness, speech energy), {side}"
             self._add(f"lip_proxy_{side}", label, VideoMean())
+            self._add(f"mouth_motion_{side}", f"mouth motion (std of its darkness), {side}", VideoMean())
+            self._add(f"frame_change_{side}", f"frame-to-frame change (mean abs, 0-255), {side}", VideoMean())
         self._add("seconds_per_output_second", "generation seconds per output second", VideoMean())
         self.motion_seen = self.speed_seen = self.proxy_seen = False
 
@@ -262,10 +264,12 @@ class EvaluationSuite:
     def add_lip_proxy(
         self, real: np.ndarray, fake: np.ndarray, mouth_box: np.ndarray, audio: np.ndarray
     ) -> None:
-        """The weight-free lip-sync proxy of both videos: the correlation of the darkness inside the (first
-        frame's) mouth box with the speech energy."""
+        """The weight-free measures of both videos: the lip-sync proxy (the correlation of the darkness inside
+        the first frame's mouth box with the speech energy), the mouth's motion and the frames' change."""
         for side, frames in (("truth", real), ("generated", fake)):
             self.metrics[f"lip_proxy_{side}"].update(mouth_audio_correlation(frames, mouth_box, audio))
+            self.metrics[f"mouth_motion_{side}"].update(mouth_motion(frames, mouth_box))
+            self.metrics[f"frame_change_{side}"].update(frame_change(frames))
         self.proxy_seen = True
 
     def add_speed(self, seconds: float, num_frames: int) -> None:
@@ -287,7 +291,7 @@ class EvaluationSuite:
             unfed = (
                 (key.startswith(("blinks", "pose_", "beat_")) and not self.motion_seen)
                 or (key.startswith("seconds") and not self.speed_seen)
-                or (key.startswith("lip_proxy") and not self.proxy_seen)
+                or (key.startswith(("lip_proxy", "mouth_motion", "frame_change")) and not self.proxy_seen)
             )
             if unfed:
                 continue

@@ -20,7 +20,13 @@ from dawn_lightning.checkpoints import (
     load_motion_autoencoder,
     load_motion_diffusion,
 )
-from dawn_lightning.diffusion import DEFAULT_SAMPLER, sampler_from_settings, training_terms
+from dawn_lightning.diffusion import (
+    DEFAULT_SAMPLER,
+    flow_training_terms,
+    logit_normal_times,
+    sampler_from_settings,
+    training_terms,
+)
 from dawn_lightning.models.audio_to_motion.blocks import ConditionedResBlock, PreNormResidual
 from dawn_lightning.models.audio_to_motion.motion_diffusion import (
     MotionDiffusion,
@@ -206,13 +212,16 @@ class AudioToMotionModule(L.LightningModule):
         b, _, f = x0.shape[:3]
         draws = SampleDraws.fresh(b, x0.device) if draws is None else draws
         drop = draws.rand(f) < drop_prob if drop_prob else False
-        t = draws.randint(self.net.schedule.num_timesteps)
         noise = draws.randn(*x0.shape[1:], dtype=x0.dtype)
 
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.net(x_t, t, drop, **cond)
 
-        terms = training_terms(denoise, self.net.schedule, x0, self.net.prediction, noise=noise, t=t)
+        if self.net.objective == "flow":  # the velocity on the linear path, t logit-normal
+            terms = flow_training_terms(denoise, x0, noise, logit_normal_times(draws.randn()))
+        else:
+            t = draws.randint(self.net.schedule.num_timesteps)
+            terms = training_terms(denoise, self.net.schedule, x0, self.net.prediction, noise=noise, t=t)
         error = (terms["output"].float() - terms["target"]) ** 2
         mouth = inputs["mouth"].expand_as(error)
         dims = tuple(range(1, x0.ndim))

@@ -27,7 +27,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from dawn_lightning.diffusion import NoiseSchedule, Sampler, guided_denoiser
+from dawn_lightning.diffusion import FlowSampler, NoiseSchedule, Sampler, guided_denoiser
 from dawn_lightning.diffusion.samplers import Progress
 from dawn_lightning.diffusion.temporal_smoothing import smooth_over_time
 from dawn_lightning.models.audio_to_motion.conditioning import FaceRegionEncoder
@@ -36,6 +36,9 @@ from dawn_lightning.tensors.boxes import box_mask
 
 POSE_DIM, BLINK_DIM = 6, 2
 TARGETS = ("residual", "grid")
+# "diffusion": Gaussian diffusion on ``schedule`` predicting ``prediction``; "flow": flow matching on the
+# linear path predicting the velocity (`diffusion.flow`; ``schedule`` and ``prediction`` unused)
+OBJECTIVES = ("diffusion", "flow")
 
 
 def identity_motion(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -103,10 +106,13 @@ class MotionDiffusion(nn.Module):
         num_timesteps: int = 1000,
         prediction: str = "eps",
         target: str = "residual",
+        objective: str = "diffusion",
     ):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         unet = dict(unet or {})
         self.config: dict[str, Any] = {
             "audio_dim": audio_dim,
@@ -118,8 +124,9 @@ class MotionDiffusion(nn.Module):
             "num_timesteps": num_timesteps,
             "prediction": prediction,
             "target": target,
+            "objective": objective,
         }
-        self.prediction, self.target = prediction, target
+        self.prediction, self.target, self.objective = prediction, target, objective
         self.face_encoder = FaceRegionEncoder(face_hidden_channels, face_channels)
         if "dim_mults" in unet:
             unet["dim_mults"] = tuple(unet["dim_mults"])
@@ -224,7 +231,7 @@ class MotionDiffusion(nn.Module):
     @torch.no_grad()
     def sample(
         self,
-        sampler: Sampler,
+        sampler: Sampler | FlowSampler,
         context: torch.Tensor,
         audio: torch.Tensor,
         pose: torch.Tensor,
@@ -243,6 +250,12 @@ class MotionDiffusion(nn.Module):
         ``guidance_scale`` 1 makes one network pass a step; otherwise classifier-free guidance batches the
         conditional and null passes. ``generator`` makes the draw reproducible (its device is x's).
         """
+        if isinstance(sampler, FlowSampler) != (self.objective == "flow"):
+            raise ValueError(
+                f"a {type(sampler).__name__} cannot sample a network trained with objective "
+                f"{self.objective!r} (sampler.name: flow_euler or flow_heun for flow, ddim, ddpm or "
+                f"dpm_solver for diffusion)"
+            )
         b, f = audio.shape[:2]
         h, w = context.shape[-2:]
         cond = {"context": context, "audio": audio, "pose": pose, "blink": blink}

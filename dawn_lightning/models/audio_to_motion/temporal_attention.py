@@ -8,7 +8,9 @@ reference code applies that band as a -1e8 bias on a dense F x F score matrix pe
 costs O(F^2) time and memory. Here the band is computed block-wise (sliding-window attention, Beltagy et al.
 2020, "Longformer", arXiv 2004.05150): queries [s, s + block) only meet keys [s - window, s + block + window),
 so time and memory are O(F * window), with the same result as the dense masked version, and the same code
-runs in training and in sampling.
+runs in training and in sampling. On CUDA the band goes through ``flex_attention`` instead (Dong et al.
+2024, "Flex Attention", arXiv 2412.05496): a block mask of the band, so blocks outside it are skipped, and the
+relative-position bias as a score modification, compiled into one fused kernel.
 """
 
 from __future__ import annotations
@@ -117,6 +119,44 @@ def banded_attention(
     return torch.cat(outs, dim=1).transpose(1, 2)
 
 
+BACKENDS = ("auto", "sdpa", "flex")
+
+
+def flex_banded_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None, bias: PositionBias | None = None
+) -> torch.Tensor:
+    """`banded_attention` through ``flex_attention``: the band as a block mask, the bias of the offset j - i
+    as a score modification. Compiled on CUDA; elsewhere PyTorch runs its eager reference implementation
+    (slow: for the equality test on the CPU)."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    length = q.shape[-2]
+    reach = length - 1 if window is None else min(window, length - 1)
+    table = _offset_table(bias, reach, q.device)
+
+    def in_band(batch, head, query, key):
+        return (query - key).abs() <= reach
+
+    def add_bias(score, batch, head, query, key):
+        offset = (key - query).clamp(-reach, reach) + reach
+        return score + table[head if table.shape[0] > 1 else 0, offset].to(score.dtype)
+
+    mask = create_block_mask(in_band, None, None, length, length, device=q.device)
+    attend = _compiled_flex() if q.is_cuda else flex_attention
+    return attend(q, k, v, score_mod=None if table is None else add_bias, block_mask=mask)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled_flex():
+    if "flex" not in _COMPILED:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _COMPILED["flex"] = torch.compile(flex_attention, dynamic=False)
+    return _COMPILED["flex"]
+
+
 class TemporalAttention(nn.Module):
     """Multi-head self-attention over the frames of each spatial position: (B, C, F, H, W) -> same shape.
 
@@ -128,6 +168,8 @@ class TemporalAttention(nn.Module):
     window: attend to |i - j| <= window frames (DAWN: 40; clips of <= 41 frames are then fully connected,
         as in the reference's unmasked training); None for full attention.
     rotary_dim: rotated features per head, default min(32, dim_head) as in the reference.
+    backend: "auto" (flex_attention on CUDA, the block-wise SDPA band elsewhere), "sdpa" or "flex"; set for
+        every temporal attention of a network by `set_attention_backend`.
     """
 
     def __init__(
@@ -141,6 +183,7 @@ class TemporalAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.window = window
+        self.backend = "auto"
         self.to_qkv = nn.Linear(dim, 3 * heads * dim_head, bias=False)
         self.to_out = nn.Linear(heads * dim_head, dim, bias=False)
         self.rotary_emb = RotaryEmbedding(rotary_dim or min(32, dim_head))
@@ -157,7 +200,10 @@ class TemporalAttention(nn.Module):
         weight_q, weight_k, weight_v = self.to_qkv.weight.chunk(3)
         q = self.rotary_emb(self._heads(F.linear(tokens, weight_q)))
         k = self.rotary_emb(self._heads(F.linear(tokens, weight_k)))
-        out = banded_attention(q, k, self._heads(F.linear(tokens, weight_v)), self.window, pos_bias)
+        values = self._heads(F.linear(tokens, weight_v))
+        flex = self.backend == "flex" or (self.backend == "auto" and q.is_cuda)
+        attend = flex_banded_attention if flex else banded_attention
+        out = attend(q, k, values, self.window, pos_bias)
         out = self.to_out(rearrange(out, "n h f d -> n f (h d)"))
         out = rearrange(out, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
         return out.contiguous(memory_format=torch.channels_last_3d)  # the U-Net blocks' layout
@@ -170,3 +216,12 @@ def set_temporal_window(net: nn.Module, window: int | None) -> None:
     for module in net.modules():
         if isinstance(module, TemporalAttention):
             module.window = None if window is None else int(window)
+
+
+def set_attention_backend(net: nn.Module, backend: str) -> None:
+    """Sets how every temporal attention in ``net`` computes its band (see `TemporalAttention`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
+    for module in net.modules():
+        if isinstance(module, TemporalAttention):
+            module.backend = backend
