@@ -85,7 +85,7 @@ def sampling_benchmark(
         row = {"setting": label, "checkpoint": kind, "sampler": settings}
         for column, (key, digits) in COLUMNS.items():
             value = record["protocol"]["passes"] if key is None else metrics.get(key)
-            row[column] = None if value is None else round(float(value), digits)
+            row[column] = None if value is None else round(float(value), digits) if digits else int(value)
         rows.append(row)
         truth = truth or {c: round(float(metrics[k]), 4) for c, k in TRUTH.items() if k in metrics}
         log(f"sampling: {label}: " + ", ".join(f"{k} {row[k]}" for k in COLUMNS))
