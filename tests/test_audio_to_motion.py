@@ -21,6 +21,7 @@ from dawn_lightning.checkpoints import (
     AUDIO_TO_MOTION,
     MOTION,
     file_sha256,
+    load_motion_autoencoder,
     load_motion_diffusion,
     net_state,
     read,
@@ -38,7 +39,7 @@ from dawn_lightning.stages.audio_to_motion import AudioToMotionModule
 from dawn_lightning.tensors.draws import SampleDraws
 from dawn_lightning.training.run import train
 from dawn_lightning.training.visuals import gif_bytes, video_summary
-from tests.pipeline_fixtures import UNET
+from tests.pipeline_fixtures import UNET, write_stage3
 
 TINY_MOTION = {
     "num_regions": 4,
@@ -354,3 +355,41 @@ def test_validation_logs_gifs_to_tensorboard_and_mp4s_with_speech(
         samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio)])
     assert np.abs(samples).max() > 1e-3  # the clip's speech, not silence
     assert not list(mp4.parent.glob(".*tmp"))  # the atomic write left no temporary file
+
+
+def test_a_student_distils_the_guided_teacher(synthetic, motion_ckpt, tmp_path):
+    """Guidance distillation: the flow student starts as the teacher, learns its guided velocity (the loss
+    falls on a batch), and keeps no copy of the teacher in its weights."""
+    import functools
+
+    motion = load_motion_autoencoder(motion_ckpt)
+    write_stage3(tmp_path / "teacher.ckpt", motion_ckpt, motion.z_channels)
+    net = functools.partial(MotionDiffusion, audio_dim=80, unet=dict(UNET), objective="flow")
+    optimizer = functools.partial(torch.optim.Adam, lr=2e-3)
+    student = AudioToMotionModule(net, str(motion_ckpt), optimizer, teacher=str(tmp_path / "teacher.ckpt"))
+    teacher, _ = load_motion_diffusion(tmp_path / "teacher.ckpt")
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in student.net.state_dict().items())
+    assert not any(k.startswith("_teacher") or "teacher" in k for k in student.state_dict())
+    with torch.no_grad():
+        inputs = student.inputs(clip_batch(synthetic.root, frames=4))
+    fixed = [SampleDraws(torch.arange(2) + 2 * s) for s in range(3)]
+
+    def fixed_loss():
+        with torch.no_grad():
+            return sum(float(student.losses(inputs, 0.0, d)["denoise"]) for d in fixed)
+
+    before = fixed_loss()
+    adam = torch.optim.Adam(student.net.parameters(), lr=2e-3)
+    for _ in range(25):
+        loss = student.losses(inputs, 0.0)["loss"]
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+    assert fixed_loss() < 0.8 * before
+    with pytest.raises(ValueError, match="a distilled student is a flow network"):
+        AudioToMotionModule(
+            functools.partial(MotionDiffusion, audio_dim=80, unet=dict(UNET)),
+            str(motion_ckpt),
+            optimizer,
+            teacher=str(tmp_path / "teacher.ckpt"),
+        )

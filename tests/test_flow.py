@@ -1,4 +1,5 @@
-"""Flow matching: the linear path's training targets; Euler and Heun integrating a known velocity field."""
+"""Flow matching: the linear path's training targets; Euler and Heun integrating a known velocity field;
+the velocity a guided teacher implies (distillation)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import math
 import pytest
 import torch
 
-from dawn_lightning.diffusion import FlowSampler, flow_training_terms, logit_normal_times, make_sampler
+from dawn_lightning.diffusion import (
+    FlowSampler,
+    NoiseSchedule,
+    flow_training_terms,
+    logit_normal_times,
+    make_sampler,
+)
+from dawn_lightning.diffusion.distillation import teacher_velocity
 from dawn_lightning.diffusion.flow import TIMESCALE, flow_times
 
 
@@ -78,3 +86,26 @@ def test_samplers_are_seeded_and_named():
     with pytest.raises(ValueError, match="unknown flow solver"):
         FlowSampler(2, "midpoint")
     assert math.isclose(float(flow_times(2, shift=1.0)[1]), 0.5)
+
+
+def test_a_diffusion_teacher_is_asked_at_the_point_of_equal_signal_to_noise():
+    """An oracle eps-teacher of data that is one point: the velocity it implies on the linear path is the
+    exact one, (x_t - x0) / t, at every t."""
+    schedule = NoiseSchedule("cosine", 1000)
+    point = torch.tensor([[0.7, -1.2, 0.3]])
+    table = schedule.alphas_cumprod.double()
+
+    def oracle(x_d, timestep):  # the true eps of the one data point at the teacher's (fractional) timestep
+        low = timestep.floor().long().clamp(0, 998)
+        a = table[low] + (timestep.double() - low) * (table[low + 1] - table[low])
+        alpha, sigma = a.sqrt()[:, None].float(), (1 - a).sqrt()[:, None].float()
+        return (x_d - alpha * point) / sigma
+
+    t = torch.tensor([0.05, 0.3, 0.5, 0.8, 0.97])
+    x_t = (1 - t[:, None]) * point + t[:, None] * torch.randn(
+        5, 3, generator=torch.Generator().manual_seed(0)
+    )
+    velocity = teacher_velocity(oracle, x_t, t, "diffusion", schedule, "eps")
+    torch.testing.assert_close(velocity, (x_t - point) / t[:, None], atol=2e-3, rtol=1e-3)
+    flow = teacher_velocity(lambda x, s: x * 0 + s[:, None] / TIMESCALE, x_t, t, "flow")
+    torch.testing.assert_close(flow[:, 0], t)  # a flow teacher is asked at t itself

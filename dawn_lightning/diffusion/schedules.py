@@ -87,6 +87,18 @@ class NoiseSchedule(nn.Module):
         """alpha_bar_t as a float64 scalar; 1.0 for t < 0 (clean data)."""
         return 1.0 if t < 0 else float(self._alpha_bar64[t])
 
+    def timestep_of(self, alpha_bar: Tensor) -> Tensor:
+        """The (fractional) timestep whose alpha_bar is ``alpha_bar`` (B,), interpolated linearly between
+        the integer timesteps' (alpha_bar decreases with t): where a network trained on this schedule meets
+        a latent of that signal-to-noise ratio."""
+        table = self.alphas_cumprod.flip(0)  # increasing
+        target = alpha_bar.to(table).clamp(float(table[0]), float(table[-1]))
+        upper = torch.searchsorted(table, target).clamp(1, len(table) - 1)
+        low, high = table[upper - 1], table[upper]
+        fraction = (target - low) / (high - low).clamp_min(1e-12)
+        flipped = (upper - 1).to(target.dtype) + fraction  # a position in the flipped table
+        return (self.num_timesteps - 1) - flipped
+
     def alpha_sigma(self, t: Tensor, ndim: int) -> tuple[Tensor, Tensor]:
         """(alpha_t, sigma_t), each (B,) reshaped to (B, 1, ..., 1) with ``ndim`` dims for broadcasting."""
         alpha, sigma = self.sqrt_alphas_cumprod[t], self.sqrt_one_minus_alphas_cumprod[t]

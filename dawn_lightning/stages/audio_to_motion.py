@@ -23,10 +23,12 @@ from dawn_lightning.checkpoints import (
 from dawn_lightning.diffusion import (
     DEFAULT_SAMPLER,
     flow_training_terms,
+    guided_denoiser,
     logit_normal_times,
     sampler_from_settings,
     training_terms,
 )
+from dawn_lightning.diffusion.distillation import teacher_velocity
 from dawn_lightning.models.audio_to_motion.blocks import ConditionedResBlock, PreNormResidual
 from dawn_lightning.models.audio_to_motion.motion_diffusion import (
     MotionDiffusion,
@@ -82,6 +84,8 @@ class AudioToMotionModule(L.LightningModule):
         sampler: dict | None = None,
         num_val_videos: int = 2,
         activation_checkpointing: bool = False,
+        teacher: str | None = None,
+        distill_guidance: float = 1.5,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
@@ -99,6 +103,9 @@ class AudioToMotionModule(L.LightningModule):
         self.data_spec: dict = {}
         if init_from:
             self.load_weights(init_from)
+        self._teacher: list[MotionDiffusion] = []  # a list: not a submodule, so not saved or averaged
+        if teacher:
+            self.load_teacher(teacher)
 
     @staticmethod
     def _color_jitter(settings: dict | None):
@@ -117,6 +124,37 @@ class AudioToMotionModule(L.LightningModule):
             )
         self.net.load_state_dict(net.state_dict())
         log.info("stage 3 starts from the weights of %s", path)
+
+    def load_teacher(self, path: str | Path) -> None:
+        """Guidance distillation (`diffusion.distillation`): the student (this flow network) starts from the
+        teacher's weights and condition and motion statistics, and learns its guided velocity."""
+        if self.net.objective != "flow":
+            raise ValueError("a distilled student is a flow network: set model.net.objective=flow")
+        teacher, record = load_motion_diffusion(path)
+        if record["motion_ckpt_sha256"] != self.motion_ckpt_sha256:
+            raise ValueError(
+                f"{path}: the teacher was trained with another stage 1 than {self.hparams.motion_ckpt}"
+            )
+        shared = ("objective", "prediction", "schedule", "num_timesteps")
+        if {k: v for k, v in teacher.config.items() if k not in shared} != {
+            k: v for k, v in self.net.config.items() if k not in shared
+        }:
+            raise ValueError(f"{path}: the teacher's network differs from the student's: {teacher.config}")
+        self.net.load_state_dict(teacher.state_dict())
+        self._teacher = [teacher.requires_grad_(False).eval()]
+        log.info("stage 3 distils the guided %s teacher %s", teacher.objective, path)
+
+    def distillation_terms(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, cond: dict) -> dict:
+        """`flow_training_terms` of the student, its target the teacher's guided velocity (conditions never
+        dropped: the guidance is folded into the student)."""
+        teacher = self._teacher[0].to(x0.device)
+        terms = flow_training_terms(lambda x_t, s: self.net(x_t, s, False, **cond), x0, noise, t)
+        with torch.no_grad():
+            guided = guided_denoiser(teacher, cond, self.hparams.distill_guidance)
+            target = teacher_velocity(
+                guided, terms["x_t"], t, teacher.objective, teacher.schedule, teacher.prediction
+            )
+        return terms | {"target": target.float()}
 
     def train(self, mode: bool = True) -> AudioToMotionModule:
         super().train(mode)
@@ -217,7 +255,9 @@ class AudioToMotionModule(L.LightningModule):
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.net(x_t, t, drop, **cond)
 
-        if self.net.objective == "flow":  # the velocity on the linear path, t logit-normal
+        if self._teacher:
+            terms = self.distillation_terms(x0, noise, logit_normal_times(draws.randn()), cond)
+        elif self.net.objective == "flow":  # the velocity on the linear path, t logit-normal
             terms = flow_training_terms(denoise, x0, noise, logit_normal_times(draws.randn()))
         else:
             t = draws.randint(self.net.schedule.num_timesteps)
