@@ -5,7 +5,8 @@ clip generated from its first frame and speech, timed (seconds per second of vid
 threads) and scored (the lip-sync proxy, the project SyncNet's LSE-C and share of videos in sync, mouth
 motion, frame change and random-feature FVD16). Settings whose checkpoint is not given are left out: the
 diffusion teacher (DDIM 20 steps with guidance, DAWN's sampler) and its few-step samplers, a flow-matching
-stage 3 (`experiment=stage3a_flow`) with Euler and Heun steps.
+stage 3 (`experiment=stage3a_flow`) with Euler and Heun steps, and a guidance-distilled student
+(`experiment=stage3a_distill`) with 1 to 4 Euler steps.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ SETTINGS = [
     ("flow, Euler 4", "flow", {"name": "flow_euler", "num_steps": 4}),
     ("flow, Heun 4", "flow", {"name": "flow_heun", "num_steps": 4}),
     ("flow, Euler 2", "flow", {"name": "flow_euler", "num_steps": 2}),
+    # guidance folded into the student: one pass a step
+    ("distilled, Euler 4", "distilled", {"name": "flow_euler", "num_steps": 4, "guidance_scale": 1.0}),
+    ("distilled, Euler 2", "distilled", {"name": "flow_euler", "num_steps": 2, "guidance_scale": 1.0}),
+    ("distilled, Euler 1", "distilled", {"name": "flow_euler", "num_steps": 1, "guidance_scale": 1.0}),
 ]
 COLUMNS = {  # result key -> (metrics key, digits)
     "passes": (None, 0),
@@ -53,9 +58,9 @@ def sampling_benchmark(
     only: Sequence[str] | None = None,
     extra: Sequence[str] = (),
 ) -> dict:
-    """One row per setting whose checkpoint (``checkpoints["diffusion"]`` / ``["flow"]``) is given (and whose
-    label is in ``only``, when given), and the truth's row; ``run`` holds the stage-1 and stage-2 checkpoints
-    (its newest); ``extra``: more `dawn-evaluate` overrides (other checkpoints, metric settings)."""
+    """One row per setting whose checkpoint (``checkpoints["diffusion"]``, ``["flow"]``, ``["distilled"]``) is
+    given (and whose label is in ``only``, when given), and the truth's row; ``run`` holds the stage-1 and
+    stage-2 checkpoints (its newest); ``extra``: more `dawn-evaluate` overrides (checkpoints, metrics)."""
     import torch
 
     from dawn_lightning.benchmarks.data import cpu_model
@@ -67,7 +72,7 @@ def sampling_benchmark(
     for label, kind, sampler in SETTINGS:
         if not checkpoints.get(kind) or (only is not None and label not in only):
             continue
-        settings = sampler | {"guidance_scale": guidance}
+        settings = {"guidance_scale": guidance} | sampler
         with tempfile.TemporaryDirectory() as out:
             overrides = [
                 f"run={run}",
@@ -103,7 +108,7 @@ def sampling_benchmark(
 def markdown(results: dict) -> str:
     lines = [
         f"CPU: {results['cpu']}, {results['torch_threads']} torch threads; {results['store']} "
-        f"{results['split']} split; guidance {results['guidance_scale']}\n",
+        f"{results['split']} split; guidance {results['guidance_scale']} (distilled: folded in)\n",
         "| setting | passes | s per s of video | lip-sync proxy | LSE-C | in sync | mouth motion "
         "| frame change | FVD16 (random features) |",
         "|---" * 9 + "|",

@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sampling.add_argument("--teacher", help="a diffusion stage 3 (file or run folder; default: the newest)")
     sampling.add_argument("--flow", help="a flow-matching stage 3 (experiment=stage3a_flow)")
+    sampling.add_argument("--distilled", help="a guidance-distilled student (experiment=stage3a_distill)")
     sampling.add_argument(
         "--run", default="experiments", help="where the stage-1 and stage-2 checkpoints are"
     )
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
         teacher = args.teacher or str(Path(args.run) / "stage3a" / "latest")
         results = sampling.sampling_benchmark(
-            {"diffusion": teacher, "flow": args.flow},
+            {"diffusion": teacher, "flow": args.flow, "distilled": args.distilled},
             args.run,
             args.store,
             args.split,
