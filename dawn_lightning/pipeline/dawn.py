@@ -53,7 +53,7 @@ from dawn_lightning.models.audio_to_motion.motion_diffusion import (
 from dawn_lightning.models.audio_to_motion.temporal_attention import TemporalAttention, set_temporal_window
 from dawn_lightning.models.motion.autoencoder import MotionAutoencoder
 from dawn_lightning.pipeline.chunks import blend_chunks, chunk_bounds, overlapping_chunks
-from dawn_lightning.pipeline.device import PRECISIONS, resolve_device
+from dawn_lightning.pipeline.device import PRECISIONS, resolve_device, resolve_precision
 from dawn_lightning.pipeline.initial_state import (
     FaceInitialState,
     InitialStateEstimator,
@@ -105,7 +105,7 @@ class DawnPipeline:
         diffusion_record: dict,
         *,
         device: str | torch.device = "cpu",
-        precision: Literal["fp32", "bf16", "fp16"] = "fp32",
+        precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32",
         sampler: Mapping[str, Any] | None = None,
         window: int | None = None,
         decode_batch_size: int = 32,
@@ -123,8 +123,6 @@ class DawnPipeline:
         self.names = {"motion": "stage 1", "pose_blink": "stage 2", "diffusion": "stage 3"} | dict(
             names or {}
         )
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if on_too_long not in ("error", "chunk"):
             raise ValueError(f"on_too_long must be 'error' or 'chunk', got {on_too_long!r}")
         if max_frames is not None and max_frames < 1:
@@ -132,7 +130,7 @@ class DawnPipeline:
         if chunk_overlap < 0:
             raise ValueError(f"chunk_overlap must be a number of frames >= 0, got {chunk_overlap}")
         self.device = resolve_device(device)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         self.motion = motion.to(self.device).eval()
         self.pose_blink = pose_blink.to(self.device).eval()
         self.diffusion = diffusion.to(self.device).eval()
