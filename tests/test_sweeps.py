@@ -26,7 +26,7 @@ SWEEPS = {
 
 
 SAMPLING_SWEEPS = {
-    "sampler": {"sampler.name": "ddim,dpm_solver", "sampler.num_steps": "5,10,20"},
+    "sampler": {"sampler.name": "flow_euler,flow_heun", "sampler.num_steps": "1,2,4,8"},
     "guidance": {"sampler.guidance_scale": "1.0,1.5,2.0"},
 }
 

@@ -4,9 +4,9 @@ For every setting (a stage-3 checkpoint and its sampler), `dawn-evaluate`'s prot
 clip generated from its first frame and speech, timed (seconds per second of video, with ``threads`` torch
 threads) and scored (the lip-sync proxy, the project SyncNet's LSE-C and share of videos in sync, mouth
 motion, frame change and random-feature FVD16). Settings whose checkpoint is not given are left out: the
-diffusion teacher (DDIM 20 steps with guidance, DAWN's sampler) and its few-step samplers, a flow-matching
-stage 3 (`experiment=stage3a_flow`) with Euler and Heun steps, and a guidance-distilled student
-(`experiment=stage3a_distill`) with 1 to 4 Euler steps.
+diffusion teacher (`experiment=stage3a_diffusion`: DDIM 20 steps with guidance, DAWN's sampler) and its
+few-step samplers, the flow-matching stage 3 (`experiment=stage3a`, the default at 64 px) with Euler and Heun
+steps, and a guidance-distilled student (`experiment=stage3a_distill`) with 1 to 4 Euler steps.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ COLUMNS = {  # result key -> (metrics key, digits)
     "in_sync": ("in_sync_generated", 2),
     "mouth_motion": ("mouth_motion_generated", 4),
     "frame_change": ("frame_change_generated", 2),
-    "fvd16": ("fvd16", 1),
+    "fvd16": ("fvd16", 4),
 }
 TRUTH = {"lip_proxy": "lip_proxy_truth", "lse_c": "lse_c_truth", "in_sync": "in_sync_truth"}
 TRUTH |= {"mouth_motion": "mouth_motion_truth", "frame_change": "frame_change_truth"}

@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     parser = argparse.ArgumentParser(prog="dawn-bench", description=__doc__)
     parser.add_argument(
-        "stage", choices=["stage1", "stage2", "stage3", "generate", "preprocess", "train", "data"]
+        "stage",
+        choices=["stage1", "stage2", "stage3", "generate", "preprocess", "train", "data", "sampling"],
     )
     parser.add_argument("--checkpoint", help="a checkpoint of that stage to score (stage 2 needs one)")
     parser.add_argument("--store", default="data/synthetic64")
@@ -95,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         "sampling (each stage-3 sampler: passes, seconds per second of video, lip sync, FVD; also uses "
         "--store, --threads; writes sampling.json)"
     )
-    sampling.add_argument("--teacher", help="a diffusion stage 3 (file or run folder; default: the newest)")
-    sampling.add_argument("--flow", help="a flow-matching stage 3 (experiment=stage3a_flow)")
-    sampling.add_argument("--distilled", help="a guidance-distilled student (experiment=stage3a_distill)")
+    sampling.add_argument("--teacher", help="a diffusion stage 3 (default: <run>/stage3a_diffusion/latest)")
+    sampling.add_argument("--flow", help="a flow-matching stage 3 (default: <run>/stage3a/latest)")
+    sampling.add_argument("--distilled", help="a distilled student (default: <run>/stage3a_distill/latest)")
     sampling.add_argument(
         "--run", default="experiments", help="where the stage-1 and stage-2 checkpoints are"
     )
@@ -171,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "sampling":
         from dawn_lightning.benchmarks import sampling
 
-        teacher = args.teacher or str(Path(args.run) / "stage3a" / "latest")
+        given = {"diffusion": args.teacher, "flow": args.flow, "distilled": args.distilled}
+        tasks = {"diffusion": "stage3a_diffusion", "flow": "stage3a", "distilled": "stage3a_distill"}
+        found = {k: str(Path(args.run) / t / "latest") for k, t in tasks.items()}
         results = sampling.sampling_benchmark(
-            {"diffusion": teacher, "flow": args.flow, "distilled": args.distilled},
+            {k: given[k] or (found[k] if Path(found[k]).exists() else None) for k in tasks},
             args.run,
             args.store,
             args.split,
