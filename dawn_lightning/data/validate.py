@@ -82,8 +82,7 @@ def check_clip(store: ClipStore, info: ClipInfo, decode: bool = True) -> list[st
             return [str(error)]
         return messages
     clip_dir = store.root / "clips" / info.clip_id
-    messages, signals = folder_clip_problems(clip_dir, info.num_frames, dims, size, decode)
-    return messages
+    return folder_clip_problems(clip_dir, info.num_frames, dims, size, decode)[0]
 
 
 def folder_clip_problems(
