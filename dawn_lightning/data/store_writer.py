@@ -25,7 +25,7 @@ from dawn_lightning.data.store_files import StoreError, config_hash, read_json, 
 from dawn_lightning.data.validate import folder_clip_problems, split_problems
 from dawn_lightning.data.video_io import write_mp4
 
-READ_THREADS = 8  # clip files read at once while indexing (I/O bound: a shared file system's latency)
+READ_THREADS = 8  # clip records (JSON) read at once while indexing (a shared file system's latency)
 
 
 class StoreWriter:
@@ -172,10 +172,11 @@ def build_index(root: str | os.PathLike, splits: Callable[[list[str]], dict[str,
         return [f"{info.clip_id}: {m}" for m in found], sums
 
     train = None
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        for found, sums in pool.map(scan, range(len(table))):
-            problems += found
-            train = train if sums is None else add_sums(train, sums)
+    # in this thread: np.load parses each array header with ast, whose parser is not thread-safe in Python
+    # 3.11 ("AST constructor recursion depth mismatch" seen with 8 threads)
+    for found, sums in map(scan, range(len(table))):
+        problems += found
+        train = train if sums is None else add_sums(train, sums)
     counts = {s: int((table.split == k).sum()) for k, s in enumerate(SPLITS)}
     failed = sorted((read_json(p) for p in (root / "failed").glob("*.json")), key=lambda m: m["clip_id"])
     index = header | {
