@@ -17,6 +17,7 @@ import numpy as np
 from dawn_lightning import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from dawn_lightning.data.clip_table import ClipInfo
 from dawn_lightning.data.store import ClipStore, StoreError
+from dawn_lightning.data.store_files import load_signals
 
 TRAINING_SPLITS = {
     "train": "the stages learn from it",
@@ -89,8 +90,6 @@ def folder_clip_problems(
     clip_dir: Path, num_frames: int, dims: dict, size: int, decode: bool = False
 ) -> tuple[list[str], dict | None]:
     """Problems of one clip folder, and its signals (None when unreadable) for whoever needs them next."""
-    from dawn_lightning.data.store_files import load_signals
-
     if not clip_dir.is_dir():
         return [f"{clip_dir}: missing"], None
     messages = [f"{clip_dir / n}: missing" for n in ("meta.json", "audio.wav") if not (clip_dir / n).exists()]
