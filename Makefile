@@ -14,7 +14,7 @@ STAGE1_CKPT := experiments/stage1/latest/checkpoints/last.ckpt
 DEFAULT_STAGE1 = $(if $(findstring motion_ckpt,$(ARGS)),,$(STAGE1_CKPT))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 precompute-motion train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
+.PHONY: bench-gpu help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 precompute-motion train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ evaluate: setup ## generate + score a store split: make evaluate ARGS="run=exper
 
 demo: setup ## the whole method on a CPU: synthetic data, stages 1-3, a video in experiments/demo/ (reuses what is done)
 	$(BIN)/dawn-demo $(ARGS)
+
+bench-gpu: setup ## each stage trained at the paper's sizes in bf16, 128-px generation of 10 s and 60 s, on one GPU: experiments/bench/gpu.json [ARGS="--device cpu --profile tiny"]
+	$(BIN)/dawn-bench gpu $(ARGS)
 
 bench: setup $(SYNTHETIC) ## measure speed and quality: make bench [CKPT=<stage-1 ckpt>] [CKPT2=<stage-2 ckpt>]
 	$(BIN)/dawn-bench stage1 $(if $(CKPT),--checkpoint $(CKPT))

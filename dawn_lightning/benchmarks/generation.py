@@ -85,10 +85,17 @@ def network_configs(size: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def write_checkpoints(size: int, root: str | os.PathLike, steps: int = 20, seed: int = 0) -> dict[str, Path]:
+def write_checkpoints(
+    size: int,
+    root: str | os.PathLike,
+    steps: int = 20,
+    seed: int = 0,
+    objective: str = "diffusion",
+    sampler: dict[str, Any] | None = None,
+) -> dict[str, Path]:
     """Random-weight checkpoints of the three stages at ``size`` px under ``root``, in the formats the stage
-    loaders read: {"motion", "pose_blink", "diffusion"} -> path. The stage-3 record's sampler is DDIM with
-    ``steps`` steps, eta 1, no thresholding, no guidance."""
+    loaders read: {"motion", "pose_blink", "diffusion"} -> path. Stage 3 has the ``objective`` and records
+    ``sampler`` (default: DDIM with ``steps`` steps, eta 1, no thresholding, no guidance)."""
     from dawn_lightning.checkpoints import AUDIO_TO_MOTION, MOTION, POSE_BLINK, file_sha256, net_state, save
     from dawn_lightning.data.audio_features import LogMelFeatures
     from dawn_lightning.models.audio_to_motion.motion_diffusion import MotionDiffusion
@@ -110,8 +117,8 @@ def write_checkpoints(size: int, root: str | os.PathLike, steps: int = 20, seed:
     record = {"class": "PBNet", "config": pbnet.config, "signals": "both", "audio_features": spec}
     save(paths["pose_blink"], POSE_BLINK, record, state)
 
-    # DDIM's per-step cost, whatever the model config's objective: this benchmark is about F and size
-    diffusion_config = configs["diffusion"] | {"objective": "diffusion"}
+    # the objective is the caller's, not the model config's: this benchmark is about F, size and sampler
+    diffusion_config = configs["diffusion"] | {"objective": objective}
     diffusion = MotionDiffusion(
         audio_dim=spec["dim"], z_channels=motion.z_channels, **diffusion_config
     ).eval()
@@ -122,13 +129,8 @@ def write_checkpoints(size: int, root: str | os.PathLike, steps: int = 20, seed:
         "config": diffusion.config,
         "motion_ckpt": str(paths["motion"]),
         "motion_ckpt_sha256": file_sha256(paths["motion"]),
-        "sampler": {
-            "name": "ddim",
-            "num_steps": steps,
-            "eta": 1.0,
-            "dynamic_threshold": None,
-            "guidance_scale": 1.0,
-        },
+        "sampler": sampler
+        or {"name": "ddim", "num_steps": steps, "eta": 1.0, "dynamic_threshold": None, "guidance_scale": 1.0},
         "audio_features": spec,
         "frame_size": size,
         "mean_face_box": MEAN_FACE_BOX,
@@ -198,14 +200,30 @@ def measure(
     decode_batch_size: int = 32,
     warmup_seconds: float = WARMUP_SECONDS,
     seed: int = 0,
+    device: str = "cpu",
+    precision: str = "fp32",
+    attention: str = "auto",
 ) -> dict[str, Any]:
-    """One configuration in this process: loads the pipeline from ``checkpoints`` (`write_checkpoints`),
-    generates ``warmup_seconds`` of speech once (unmeasured), then ``seconds`` of speech and its mp4, timed
-    per phase, with the peak memory of that run. The thread count is restored afterwards."""
+    """One configuration in this process: loads the pipeline from ``checkpoints`` (`write_checkpoints`) onto
+    ``device`` in ``precision``, generates ``warmup_seconds`` of speech once (unmeasured), then ``seconds``
+    of speech and its mp4, timed per phase, with the peak memory of that run; ``attention`` is stage 3's
+    temporal-attention backend (`set_attention_backend`). The thread count is restored afterwards."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _measure(size, seconds, checkpoints, steps, threads, decode_batch_size, warmup_seconds, seed)
+        return _measure(
+            size,
+            seconds,
+            checkpoints,
+            steps,
+            threads,
+            decode_batch_size,
+            warmup_seconds,
+            seed,
+            device,
+            precision,
+            attention,
+        )
     finally:
         torch.set_num_threads(previous)
 
@@ -219,7 +237,11 @@ def _measure(
     decode_batch_size: int,
     warmup_seconds: float,
     seed: int,
+    device: str,
+    precision: str,
+    attention: str,
 ) -> dict[str, Any]:
+    from dawn_lightning.models.audio_to_motion.temporal_attention import set_attention_backend
     from dawn_lightning.pipeline import DawnPipeline
 
     portrait = synthetic_portrait(size, seed)
@@ -230,16 +252,20 @@ def _measure(
         checkpoints["motion"],
         checkpoints["pose_blink"],
         checkpoints["diffusion"],
-        device="cpu",
-        precision="fp32",
+        device=device,
+        precision=precision,
         sampler={"num_steps": steps},
         decode_batch_size=decode_batch_size,
     )
+    set_attention_backend(pipeline.diffusion, attention)
     row: dict[str, Any] = {
         "size": size,
         "seconds": seconds,
         "steps": steps,
         "threads": threads,
+        "device": device,
+        "precision": precision,
+        "attention": attention,
         "decode_batch_size": decode_batch_size,
         "window": pipeline.window,
         "parameters": {

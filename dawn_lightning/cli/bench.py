@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dawn-bench", description=__doc__)
     parser.add_argument(
         "stage",
-        choices=["stage1", "stage2", "stage3", "generate", "preprocess", "train", "data", "sampling"],
+        choices=["stage1", "stage2", "stage3", "generate", "preprocess", "train", "data", "sampling", "gpu"],
     )
     parser.add_argument("--checkpoint", help="a checkpoint of that stage to score (stage 2 needs one)")
     parser.add_argument("--store", default="data/synthetic64")
@@ -105,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     sampling.add_argument("--split", default="test")
     sampling.add_argument("--max-clips", type=int, help="the first N clips of the split (default: all)")
     sampling.add_argument("--guidance", type=float, default=1.5, help="classifier-free guidance scale")
+    gpu = parser.add_argument_group(
+        "gpu (each stage trained at the paper's sizes, 128-px generation, on one accelerator; gpu.json)"
+    )
+    gpu.add_argument("--device", default="auto", help="cuda, cpu or auto (CUDA when there is one)")
+    gpu.add_argument(
+        "--profile", default="paper", choices=["paper", "tiny"], help="tiny: 64-px sizes, 3 steps"
+    )
+    gpu.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
+    gpu.add_argument("--gpu-steps", type=int, help="timed training steps (default: the profile's)")
+    gpu.add_argument("--max-train-seconds", type=float, default=120.0, help="a stage stops training after it")
     args = parser.parse_args(argv)
     if args.sizes is None:
         args.sizes = [128, 256] if args.stage == "data" else [64, 128]
@@ -185,6 +195,18 @@ def main(argv: list[str] | None = None) -> int:
             args.guidance,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
+    elif args.stage == "gpu":
+        from dawn_lightning.benchmarks import gpu
+
+        results = gpu.gpu_benchmark(
+            device=args.device,
+            profile=args.profile,
+            precision=args.precision,
+            stages=tuple(args.stages),
+            steps=args.gpu_steps,
+            max_train_seconds=args.max_train_seconds,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     elif args.stage == "stage1":
         from dawn_lightning.benchmarks import motion
 
@@ -206,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         out = out / ("generation.json" if args.stage == "generate" else f"{args.stage}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    if args.stage in ("stage3", "generate", "preprocess", "train", "data", "sampling"):
+    if args.stage in ("stage3", "generate", "preprocess", "train", "data", "sampling", "gpu"):
         if args.stage == "preprocess":
             table = preprocess.markdown(results)
         elif args.stage == "train":
@@ -215,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             table = data.markdown(results)
         elif args.stage == "sampling":
             table = sampling.markdown(results)
+        elif args.stage == "gpu":
+            table = gpu.markdown(results)
         else:
             table = (audio_to_motion if args.stage == "stage3" else generation).markdown(results)
         out.with_suffix(".md").write_text(table + "\n")
