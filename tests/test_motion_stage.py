@@ -194,3 +194,13 @@ def test_benchmark_functions_run(synthetic, tmp_path):
     save(tmp_path / "tiny.ckpt", MOTION, {"config": net.config}, net_state(net))
     quality = motion.reconstruction_quality(tmp_path / "tiny.ckpt", str(synthetic.root), pairs_per_clip=2)
     assert quality["pairs"] == 4 and 5 < quality["psnr_copy"] < 60 and 0 < quality["psnr_model"] < 60
+
+
+def test_up_block_doubles_as_nearest_interpolation():
+    """UpBlock2d's broadcast copy gives F.interpolate's nearest 2x, so conv -> BN -> ReLU sees the same input."""
+    from dawn_lightning.models.common.blocks import SameBlock2d, UpBlock2d
+
+    torch.manual_seed(0)
+    block, x = UpBlock2d(4, 6).eval(), torch.randn(2, 4, 5, 7)
+    expected = SameBlock2d.forward(block, torch.nn.functional.interpolate(x, scale_factor=2.0))
+    assert torch.equal(block(x), expected) and block(x).shape == (2, 6, 10, 14)

@@ -354,17 +354,26 @@ def generation(
     decode_batch_size: int = 32,
     warmup_seconds: float = WARMUP_SECONDS,
     isolate: bool = True,
+    sampler: str = "ddim",
+    guidance: float = 1.0,
     log=print,
 ) -> dict[str, Any]:
     """Every (size, seconds) configuration, one fresh process each (``isolate``), on random-weight
-    checkpoints written once per size to a temporary folder. A configuration whose stage-3 working memory
+    checkpoints written once per size to a temporary folder, sampling with ``sampler`` ("ddim": DAWN's
+    objective and sampler, eta 1; "flow_euler": the flow-matching objective) in ``steps`` steps at the
+    classifier-free ``guidance`` scale (> 1 doubles the passes). A configuration whose stage-3 working memory
     is estimated not to fit in the available memory is skipped with a note."""
+    objective = "flow" if sampler.startswith("flow") else "diffusion"
+    settings = {"name": sampler, "num_steps": steps, "guidance_scale": guidance}
+    if sampler == "ddim":
+        settings |= {"eta": 1.0, "dynamic_threshold": None}
     rows = []
     run = functools.partial(run_isolated, measure) if isolate else measure
     with tempfile.TemporaryDirectory(prefix="dawn-bench-checkpoints-") as tmp:
         for size in sizes:
             start = time.perf_counter()
-            checkpoints = {k: str(v) for k, v in write_checkpoints(size, tmp, steps).items()}
+            written = write_checkpoints(size, tmp, steps, objective=objective, sampler=settings)
+            checkpoints = {k: str(v) for k, v in written.items()}
             log(f"generate: {size} px checkpoints written ({time.perf_counter() - start:.0f} s)")
             for length in seconds:
                 frames = int(round(length * FPS))
@@ -401,6 +410,8 @@ def generation(
         "torch": torch.__version__,
         "threads": threads,
         "steps": steps,
+        "sampler": settings,
+        "passes": steps * (2 if guidance != 1.0 else 1),
         "precision": "fp32",
         "device": "cpu",
         "decode_batch_size": decode_batch_size,
@@ -413,6 +424,14 @@ def generation(
 
 
 # -- report --------------------------------------------------------------------------------------------------
+def sampler_name(results: dict[str, Any]) -> str:
+    """E.g. "ddim 20 steps (20 passes)" (results of before the sampler was recorded: DDIM)."""
+    sampler = results.get("sampler", {"name": "ddim", "guidance_scale": 1.0})
+    guidance = sampler.get("guidance_scale", 1.0)
+    name = sampler["name"] + (f" with guidance {guidance:g}" if guidance != 1.0 else "")
+    return f"{name}, {results['steps']} steps ({results.get('passes', results['steps'])} passes)"
+
+
 def _seconds(value: float) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
@@ -459,7 +478,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Random-weight networks built from the model configs (64 px: {', '.join(SIZES[64].values())}; "
         f"128 px: {', '.join(SIZES[128].values())}), {results['precision']} on the {results['device']}, "
-        f"{results['threads']} torch threads, DDIM {steps} steps, stage-1 decoding "
+        f"{results['threads']} torch threads, {sampler_name(results)}, stage-1 decoding "
         f"{results['decode_batch_size']} frames a call, one fresh process per row after a "
         f"{results['warmup_seconds']:g} s warm-up generation. Audio features: {results['audio_features']}; "
         "HuBERT widens only the first layers of stages 2 and 3, and its own extraction time is not included. "

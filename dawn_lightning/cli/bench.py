@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         "writes generation.json)"
     )
     generate.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="lengths of speech")
+    generate.add_argument("--sampler", default="ddim", choices=["ddim", "flow_euler", "flow_heun"])
+    generate.add_argument("--generate-guidance", type=float, default=1.0, help="> 1 doubles the passes")
     generate.add_argument("--decode-batch-size", type=int, default=32, help="frames per stage-1 decoder call")
     generate.add_argument(
         "--warmup-seconds", type=float, default=1.0, help="an unmeasured generation first (0: none)"
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             decode_batch_size=args.decode_batch_size,
             warmup_seconds=args.warmup_seconds,
+            sampler=args.sampler,
+            guidance=args.generate_guidance,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
     elif args.stage == "preprocess":

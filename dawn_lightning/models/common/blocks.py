@@ -62,7 +62,11 @@ class UpBlock2d(SameBlock2d):
     """nearest 2x upsampling -> conv -> BN -> ReLU (double resolution)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.interpolate(x, scale_factor=2.0))
+        # nearest 2x as a broadcast copy: the same values as F.interpolate(x, scale_factor=2), whose CPU
+        # kernel took 4 % of 128-px decoding in extra copies (docs/stage1-motion.md)
+        n, c, h, w = x.shape
+        doubled = x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+        return super().forward(doubled)
 
 
 class ResBlock2d(nn.Module):
