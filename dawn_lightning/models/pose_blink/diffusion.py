@@ -14,6 +14,10 @@ Same interface as PBNet (``config``, ``losses``, ``generate``), so one sweep can
   the network cannot recognise a training clip from its audio and replay that clip's head drift and blinks,
   which it does on a small data set when the audio is in every token. ``audio_dropout`` drops features of
   the audio embedding in training.
+- ``objective``: "diffusion" (the cosine schedule, ``prediction``, DDIM sampling) or "flow" (flow matching on
+  the linear path, `diffusion.flow`: the network predicts the velocity, logit-normal times in training, Euler
+  steps in sampling; ``prediction``, ``eta`` and ``spacing`` then do not apply). With ``anchor``, frame 0's
+  velocity is the one that keeps it on the path to 0, x_t / t, so it reaches exactly 0.
 
 Sequences: x (B, N, K), audio (B, N, D), mask (B, N) bool.
 """
@@ -27,6 +31,7 @@ from einops import rearrange
 from torch import nn
 
 from dawn_lightning.diffusion import DDIMSampler, NoiseSchedule, predict, target, training_terms
+from dawn_lightning.diffusion.flow import TIMESCALE, FlowSampler, flow_training_terms, logit_normal_times
 from dawn_lightning.diffusion.parametrization import eps_from_x0
 from dawn_lightning.models.common.relative_position import RelativePositionBias
 from dawn_lightning.models.pose_blink.layers import FeedForward, SelfAttention, attention_bias, masked_mse
@@ -64,6 +69,9 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+OBJECTIVES = ("diffusion", "flow")
+
+
 class PoseDiffusion(nn.Module):
     def __init__(
         self,
@@ -87,9 +95,13 @@ class PoseDiffusion(nn.Module):
         audio_dropout: float = 0.0,
         audio_context: int | None = None,
         start_frames: int = 0,
+        objective: str = "diffusion",
     ):
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.objective = objective
         self.heads, self.window = num_heads, window
         self.schedule = NoiseSchedule("cosine", timesteps)
         self.prediction, self.sampling_steps, self.eta = prediction, sampling_steps, eta
@@ -154,6 +166,9 @@ class PoseDiffusion(nn.Module):
             output = self.output(self.head(self.norm(tokens) + local))
         if not self.anchor:
             return output
+        if self.objective == "flow":  # frame 0 stays on the path to 0: x_t = t eps there, so v = x_t / t
+            time = (t.to(x_t.dtype) / TIMESCALE).clamp_min(1e-4).view(-1, 1, 1)
+            return torch.cat([x_t[:, :1] / time, output[:, 1:]], dim=1)
         alpha, sigma = self.schedule.alpha_sigma(t, x_t.ndim)
         x0, _ = predict(self.prediction, output, x_t, alpha, sigma)
         x0 = x0 - x0[:, :1]
@@ -176,29 +191,31 @@ class PoseDiffusion(nn.Module):
         velocity_weights: torch.Tensor | None = None,
         draws: SampleDraws | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Masked MSE of the network's output against its target at a random step, and of the frame-to-frame
-        differences of its implied clean prediction (``velocity``, weighted by the step's signal fraction
-        alpha_t^2); ``delta`` is that prediction (B, N, K);
+        """Masked MSE of the network's output against its target at a random step (time, for flow), and of
+        the frame-to-frame differences of its implied clean prediction (``velocity``, weighted by the step's
+        signal fraction: alpha_t^2, or (1 - t)^2 on the flow path); ``delta`` is that prediction (B, N, K);
         ``channel_weights`` and ``velocity_weights`` (K,) weight the channels of the two terms."""
         init = x[:, 0]
         delta = (x - x[:, :1]) * mask[..., None]
         draws = SampleDraws.fresh(len(x), x.device) if draws is None else draws
-        t, noise = (
-            draws.randint(self.schedule.num_timesteps),
-            draws.randn(*delta.shape[1:], dtype=delta.dtype),
-        )
-        terms = training_terms(
-            lambda x_t, t: self.denoiser(x_t, t, audio, init, mask, draws),
-            self.schedule,
-            delta,
-            self.prediction,
-            noise=noise,
-            t=t,
-        )
+
+        def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.denoiser(x_t, t, audio, init, mask, draws)
+
+        if self.objective == "flow":
+            t, noise = logit_normal_times(draws.randn()), draws.randn(*delta.shape[1:], dtype=delta.dtype)
+            terms = flow_training_terms(denoise, delta, noise, t)
+            signal = (1 - t.to(x.dtype)).view(-1, 1, 1) ** 2
+        else:
+            t, noise = (
+                draws.randint(self.schedule.num_timesteps),
+                draws.randn(*delta.shape[1:], dtype=delta.dtype),
+            )
+            terms = training_terms(denoise, self.schedule, delta, self.prediction, noise=noise, t=t)
+            signal = self.schedule.alpha_sigma(terms["t"], x.ndim)[0] ** 2
         error = masked_mse(terms["output"], terms["target"], mask, channel_weights)
         x0, pairs = terms["x0_pred"] * mask[..., None], mask[:, 1:] & mask[:, :-1]
-        # weighted by the signal fraction alpha_t^2: at high noise the best estimate of x0 is a smooth mean
-        signal = self.schedule.alpha_sigma(terms["t"], x.ndim)[0] ** 2
+        # weighted by the signal fraction: at high noise the best estimate of x0 is a smooth mean
         weights = signal if velocity_weights is None else signal * velocity_weights
         velocity = masked_mse(x0[:, 1:] - x0[:, :-1], delta[:, 1:] - delta[:, :-1], pairs, weights)
         return {"diffusion": error, "velocity": velocity, "delta": x0}
@@ -212,13 +229,17 @@ class PoseDiffusion(nn.Module):
         seed: int | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """States (B, T, K) for a whole clip: the initial state plus deltas sampled with DDIM."""
+        """States (B, T, K) for a whole clip: the initial state plus deltas sampled with DDIM (Euler steps of
+        the velocity for the flow objective)."""
         batch, length = audio.shape[:2]
         mask = torch.ones(batch, length, dtype=torch.bool, device=audio.device) if mask is None else mask
         generator = None if seed is None else torch.Generator(device=audio.device).manual_seed(seed)
         shape = (batch, length, init_state.shape[-1])
         x_T = torch.randn(shape, generator=generator, device=audio.device) * temperature
-        sampler = DDIMSampler(self.schedule, self.prediction, self.sampling_steps, self.eta, self.spacing)
+        if self.objective == "flow":
+            sampler = FlowSampler(self.sampling_steps, "euler")
+        else:
+            sampler = DDIMSampler(self.schedule, self.prediction, self.sampling_steps, self.eta, self.spacing)
         delta = sampler.sample(
             lambda x_t, t: self.denoiser(x_t, t, audio, init_state, mask), shape, generator=generator, x_T=x_T
         )
