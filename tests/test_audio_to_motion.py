@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+from tensorboard.backend.event_processing.event_accumulator import AUDIO, IMAGES, EventAccumulator
 
 from dawn_lightning import FPS, SAMPLES_PER_FRAME
 from dawn_lightning.callbacks.samples import LogSamples
@@ -339,8 +339,11 @@ def test_validation_logs_gifs_to_tensorboard_and_mp4s_with_speech(
     trainer.validate(module, datamodule=datamodule)
     logger.experiment.flush()
 
-    events = EventAccumulator(logger.log_dir, size_guidance={IMAGES: 0})
+    events = EventAccumulator(logger.log_dir, size_guidance={IMAGES: 0, AUDIO: 0})
     events.Reload()
+    (sound,) = events.Audio("val/clip0_truth|generated/speech")  # the speech the mouth should follow
+    assert sound.sample_rate == 16_000 and sound.length_frames == frames * SAMPLES_PER_FRAME
+    assert sound.encoded_audio_string.startswith(b"RIFF")  # a wav
     (event,) = events.Images("val/clip0_truth|generated")
     assert event.encoded_image_string.startswith(b"GIF89a")
     assert (event.height, event.width) == (64, 128)  # truth | generated, side by side

@@ -3,9 +3,10 @@
 The latent-diffusion ``log_images`` pattern: at the end of every validation epoch `LogSamples` calls the
 module's ``log_samples()``, which returns a `Samples` (images, figures, videos with their speech) built from
 what the module kept of its validation batches. Images and figures go to the logger's TensorBoard writer;
-videos go there as animated GIFs (TensorBoard's Images tab; ``add_video`` would need moviepy) and beside
-the logs as mp4 files with their sound (``<log_dir>/videos/step<step>_<name>.mp4``). Modules never touch
-the writer. A logger without TensorBoard's calls (CSV) gets nothing.
+videos go there as animated GIFs (TensorBoard's Images tab; ``add_video`` would need moviepy), their speech
+beside them in the Audio tab (``<tag>/speech``: hear what the mouth should follow), and beside the logs as mp4
+files with their sound (``<log_dir>/videos/step<step>_<name>.mp4``). Modules never touch the writer. A
+logger without TensorBoard's calls (CSV) gets nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+
+from dawn_lightning import SAMPLE_RATE
 
 
 @dataclass
@@ -65,6 +68,9 @@ class LogSamples(L.Callback):
         if isinstance(experiment, SummaryWriter) and experiment.file_writer is not None:
             for video in videos.values():  # the writer's event file takes a prepared summary
                 experiment.file_writer.add_summary(video_summary(video.tag, video.frames), step)
+                if video.speech is not None:
+                    speech = torch.from_numpy(np.clip(video.speech, -1, 1)).float()[None]
+                    experiment.add_audio(f"{video.tag}/speech", speech, step, sample_rate=SAMPLE_RATE)
         log_dir = getattr(trainer.logger, "log_dir", None)
         if log_dir is None:
             return
