@@ -12,6 +12,9 @@ A checkpoint is a dict that ``torch.load(weights_only=True)`` reads (tensors, nu
   and ``warnings`` (imported weights);
 - ``imported``: where imported weights came from (`dawn-import-dawn`), absent otherwise.
 
+A model bundle (`bundles`, `dawn-export`) holds the same records in its ``config.json`` and each stage's
+weights as ``<name>.safetensors`` beside it; `read` reads such a file like a checkpoint.
+
 Lightning adds its training state (optimisers, loops, callbacks) to the checkpoints it writes; readers ignore
 it. Stage 1's record is stored as its bare ``config`` under its key (the format's first version); `read`
 returns every record with a ``config`` entry. Plain torch: no Lightning import here.
@@ -20,6 +23,7 @@ returns every record with a ``config`` entry. Plain torch: no Lightning import h
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -46,6 +50,7 @@ DESCRIPTIONS = {
     AUDIO_TO_MOTION: ("stage-3", "stage-3 (motion diffusion)", "make train-stage3"),
     SYNCNET: ("SyncNet", "SyncNet", "make train-syncnet"),
 }
+BUNDLE_CONFIG = "config.json"  # a model bundle's description, beside its .safetensors files
 RAW_WEIGHTS_KEY = "current_model_state"  # where `WeightAveraging` keeps the raw weights beside the average
 NET_PREFIX = "net."
 # the experiments of each generative stage, by the pipeline's names for them (`DawnPipeline`, checkpoints.* of
@@ -71,6 +76,7 @@ class StageCheckpoint:
     record: dict[str, Any]
     weights: dict[str, torch.Tensor]
     imported: dict[str, Any] | None = None
+    progress: dict[str, int] | None = None  # Lightning's global_step and epoch, where training wrote them
 
     @property
     def net_weights(self) -> dict[str, torch.Tensor]:
@@ -152,7 +158,9 @@ def load_file(path: str | os.PathLike, what: str, hint: str, map_location: Any =
 
 def read(path: str | os.PathLike, kind: str, ema: bool = True, map_location: Any = "cpu") -> StageCheckpoint:
     """A stage checkpoint of ``kind``: its record and, with ``ema``, the EMA weights when the run kept an
-    average (else the raw ones)."""
+    average (else the raw ones). A bundle's ``.safetensors`` file is read with its ``config.json`` entry."""
+    if Path(path).suffix == ".safetensors":
+        return read_bundle_stage(Path(path), kind, map_location)
     short, what, command = DESCRIPTIONS[kind]
     checkpoint = load_file(path, short, f"train one with `{command}`", map_location)
     key = KEYS[kind]
@@ -163,7 +171,45 @@ def read(path: str | os.PathLike, kind: str, ema: bool = True, map_location: Any
     entry = checkpoint[key]
     record = {"config": dict(entry)} if kind == MOTION else dict(entry)
     weights = checkpoint["state_dict"] if ema else checkpoint.get(RAW_WEIGHTS_KEY, checkpoint["state_dict"])
-    return StageCheckpoint(kind, Path(path), record, weights, checkpoint.get("imported"))
+    progress = {k: int(checkpoint[k]) for k in ("global_step", "epoch") if k in checkpoint}
+    return StageCheckpoint(kind, Path(path), record, weights, checkpoint.get("imported"), progress or None)
+
+
+def read_bundle_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """A model bundle's ``config.json``; errors name the file."""
+    path = Path(folder) / BUNDLE_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: not a model bundle (no {BUNDLE_CONFIG}; dawn-export writes one)")
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("stages"), list):
+        raise CheckpointError(f"{path}: not a dawn-lightning bundle config (no 'stages' list)")
+    return config
+
+
+def read_bundle_stage(path: Path, kind: str, map_location: Any = "cpu") -> StageCheckpoint:
+    """One stage of a model bundle: the weights of ``path`` (safetensors: nothing in it can run) and the
+    record its ``config.json`` lists for that file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file as load_safetensors
+
+    short, what, _ = DESCRIPTIONS[kind]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no {short} weights there")
+    entry = next((e for e in read_bundle_config(path.parent)["stages"] if e.get("file") == path.name), None)
+    if entry is None:
+        raise CheckpointError(f"{path}: not listed in {path.parent / BUNDLE_CONFIG}")
+    if entry.get("kind") != kind:
+        raise WrongKindError(f"{path}: not {what} weights (the bundle lists it as {entry.get('kind')!r})")
+    try:
+        weights = load_safetensors(path, device=str(map_location))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: truncated or not a safetensors file ({error})") from None
+    return StageCheckpoint(
+        kind, path, dict(entry["record"]), weights, entry.get("imported"), entry.get("progress")
+    )
 
 
 def load_motion_autoencoder(path: str | os.PathLike, map_location: Any = "cpu"):

@@ -181,7 +181,7 @@ class RandomDataModule(L.LightningDataModule):
 
     @property
     def data_spec(self) -> dict:
-        spec = {"name": "random", "dim": self.shape["audio_dim"], "fps": FPS}
+        spec = {"kind": "random", "dim": self.shape["audio_dim"], "sample_rate": 16_000, "hop": 16_000 // FPS}
         return {"audio_features": spec, "frame_size": self.shape["frame_size"], "store_kind": "synthetic"}
 
     def train_statistics(self) -> dict[str, dict[str, torch.Tensor]]:

@@ -204,6 +204,18 @@ class DawnPipeline:
         )
 
     @classmethod
+    def from_pretrained(
+        cls, name: str | os.PathLike, revision: str | None = None, **kwargs: Any
+    ) -> DawnPipeline:
+        """A model bundle (`dawn-export`, `dawn-import-dawn --bundle`): a folder, or a hub repository id read
+        through `huggingface_hub`'s cache (offline once cached, ``HF_HUB_OFFLINE=1``). ``kwargs`` as
+        `from_checkpoints`' (device, precision, sampler, ...)."""
+        from dawn_lightning.bundles import bundle_checkpoints, resolve_bundle
+
+        stages = bundle_checkpoints(resolve_bundle(name, revision))
+        return cls.from_checkpoints(stages["motion"], stages["pose_blink"], stages["diffusion"], **kwargs)
+
+    @classmethod
     def from_run_dirs(
         cls,
         experiments_dir: str | os.PathLike = "experiments",
@@ -224,8 +236,26 @@ class DawnPipeline:
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> DawnPipeline:
-        """From a composed ``conf/generate.yaml`` (checkpoints, device, precision and the options); stage 2
-        is ``checkpoints.pose_blink``, or the pair ``checkpoints.pose`` + ``checkpoints.blink`` when set."""
+        """From a composed ``conf/generate.yaml`` (checkpoints or a bundle, device, precision and the
+        options); stage 2 is ``checkpoints.pose_blink``, or the pair ``checkpoints.pose`` +
+        ``checkpoints.blink`` when set."""
+        options = {
+            "device": cfg["device"],
+            "precision": cfg["precision"],
+            "sampler": {k: v for k, v in dict(cfg["sampler"]).items() if v is not None},
+            "window": cfg["window"],
+            "decode_batch_size": cfg["decode_batch_size"],
+            "temperature": cfg["temperature"],
+            "portrait_mode": cfg["framing"]["mode"],
+            "background": cfg["framing"]["background"],
+            "max_frames": cfg["max_frames"],
+            "on_too_long": cfg["on_too_long"],
+            "chunk_overlap": cfg["chunk_overlap"],
+            "face_backend": face_backend_from_config(cfg.get("face")),
+            "hubert_path": (cfg.get("audio_features") or {}).get("hubert_path"),
+        }
+        if cfg.get("bundle"):
+            return cls.from_pretrained(cfg["bundle"], **options)
         checkpoints = cfg["checkpoints"]
         pose, blink = checkpoints.get("pose"), checkpoints.get("blink")
         if (pose is None) != (blink is None):
@@ -237,19 +267,7 @@ class DawnPipeline:
             checkpoints["motion"],
             (pose, blink) if pose is not None else checkpoints["pose_blink"],
             checkpoints["diffusion"] or default_checkpoints(cfg["paths"]["experiments_dir"])["diffusion"],
-            device=cfg["device"],
-            precision=cfg["precision"],
-            sampler={k: v for k, v in dict(cfg["sampler"]).items() if v is not None},
-            window=cfg["window"],
-            decode_batch_size=cfg["decode_batch_size"],
-            temperature=cfg["temperature"],
-            portrait_mode=cfg["framing"]["mode"],
-            background=cfg["framing"]["background"],
-            max_frames=cfg["max_frames"],
-            on_too_long=cfg["on_too_long"],
-            chunk_overlap=cfg["chunk_overlap"],
-            face_backend=face_backend_from_config(cfg.get("face")),
-            hubert_path=(cfg.get("audio_features") or {}).get("hubert_path"),
+            **options,
         )
 
     def _audio_spec(self) -> dict:
