@@ -14,7 +14,7 @@ STAGE1_CKPT := experiments/stage1/latest/checkpoints/last.ckpt
 DEFAULT_STAGE1 = $(if $(findstring motion_ckpt,$(ARGS)),,$(STAGE1_CKPT))
 
 .DEFAULT_GOAL := help
-.PHONY: bench-gpu help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 precompute-motion train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
+.PHONY: app bench-gpu help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 precompute-motion train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,8 +24,11 @@ setup: $(STAMP) ## create .venv, install the package (pinned in pyproject.toml) 
 $(STAMP): pyproject.toml
 	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian package, for the app's browser test)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium could not be installed: the app's browser test will skip"; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[dev,face,hubert,sweep,eval]"
+	$(BIN)/pip install -q -e ".[dev,face,hubert,sweep,eval,app]"
 	@touch $(STAMP)
 
 test: setup ## run the test suite (CPU, under 15 minutes on 2 cores)
@@ -71,6 +74,9 @@ train-syncnet: setup $(DEFAULT_DATA) ## train the project's SyncNet (for LSE-C/L
 
 evaluate: setup ## generate + score a store split: make evaluate ARGS="run=experiments data.store_dir=data/synthetic64 split=test"
 	$(BIN)/dawn-evaluate $(ARGS)
+
+app: setup ## the web app on http://127.0.0.1:7860: make app [ARGS="--bundle <folder or hub id> --host 0.0.0.0"]
+	$(BIN)/dawn-app $(ARGS)
 
 demo: setup ## the whole method on a CPU: synthetic data, stages 1-3, a video in experiments/demo/ (reuses what is done)
 	$(BIN)/dawn-demo $(ARGS)

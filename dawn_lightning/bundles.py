@@ -9,6 +9,8 @@ cache; offline once cached).
     pose_blink.safetensors       stage 2 (or pose.safetensors + blink.safetensors: a released pair)
     audio_to_motion.safetensors  stage 3 (its record's motion_ckpt_sha256: motion.safetensors' hash)
     README.md                    the model card
+    <encoder>/                   the audio encoder's model folder, for features that need one (HuBERT for
+                                 the released DAWN), named as the checkpoints record it
 
 Weights only (safetensors: nothing in a bundle can run code). Each stage's record is the checkpoint's
 (`checkpoints`), so a bundle loads through the same stage loaders and checks.
@@ -81,10 +83,13 @@ def export_bundle(
     diffusion: str | os.PathLike,
     metrics: dict[str, float] | None = None,
     ema: bool = True,
+    audio_encoder: str | os.PathLike | None = None,
 ) -> Path:
     """Writes a bundle of the three stages' checkpoints (files or run folders; stage 2 one checkpoint or a
     (pose-only, blink-only) pair) at ``out``, atomically: a temporary folder beside it, then a rename.
-    ``metrics``: evaluation figures for the model card. ``ema``: the EMA weights where a run kept them."""
+    ``metrics``: evaluation figures for the model card. ``ema``: the EMA weights where a run kept them.
+    ``audio_encoder``: the model folder of the audio features (HuBERT, ...), copied into the bundle under the
+    name the checkpoints record (safetensors weights only when it has them)."""
     out = Path(out)
     if out.exists():
         raise BundleError(f"{out}: exists; choose a new folder for the bundle")
@@ -124,12 +129,29 @@ def export_bundle(
             )
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, "dawn_lightning": __version__}
         config |= summary(stages, motion_sha256) | {"stages": entries}
+        if audio_encoder is not None:
+            config["audio_encoder"] = copy_encoder(Path(audio_encoder), config["audio_features"], temporary)
         (temporary / BUNDLE_CONFIG).write_text(json.dumps(config, indent=1) + "\n")
         (temporary / "README.md").write_text(model_card(config, metrics))
         os.replace(temporary, out)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return out
+
+
+def copy_encoder(folder: Path, spec: dict[str, Any] | None, bundle: Path) -> str:
+    """Copies an audio encoder's model folder into ``bundle`` under the model name ``spec`` records (the
+    name generation checks); returns that name."""
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model folder (no config.json)")
+    name = Path(str((spec or {}).get("model") or folder.name)).name
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if any(p.suffix == ".safetensors" for p in files):  # no pickled copy beside safetensors weights
+        files = [p for p in files if p.suffix not in (".bin", ".pt", ".pth", ".h5", ".msgpack")]
+    (bundle / name).mkdir()
+    for path in files:
+        shutil.copyfile(path, bundle / name / path.name)  # follows the hub cache's links to its blobs
+    return name
 
 
 def summary(stages: dict, motion_sha256: str | None) -> dict[str, Any]:
@@ -258,7 +280,7 @@ def resolve_bundle(name: str | os.PathLike, revision: str | None = None) -> Path
 
 def bundle_checkpoints(folder: Path) -> dict[str, Any]:
     """The stage files of a bundle as `DawnPipeline.from_checkpoints` takes them: {"motion", "pose_blink" (a
-    file, or a (pose, blink) pair), "diffusion"}."""
+    file, or a (pose, blink) pair), "diffusion"}, and "audio_encoder" (its model folder, or None)."""
     config = read_bundle_config(folder)
     if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
         raise BundleError(
@@ -272,4 +294,6 @@ def bundle_checkpoints(folder: Path) -> dict[str, Any]:
     if missing:
         raise BundleError(f"{folder / BUNDLE_CONFIG}: no {', '.join(missing)} stage listed")
     pose_blink = files["pose_blink"] if "pose_blink" in files else (files["pose"], files["blink"])
-    return {"motion": files["motion"], "pose_blink": pose_blink, "diffusion": files["audio_to_motion"]}
+    stages = {"motion": files["motion"], "pose_blink": pose_blink, "diffusion": files["audio_to_motion"]}
+    encoder = config.get("audio_encoder")
+    return stages | {"audio_encoder": None if encoder is None else folder / encoder}

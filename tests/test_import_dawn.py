@@ -374,3 +374,52 @@ def test_imported_set_generates_a_video_end_to_end(imported, tmp_path, monkeypat
     with av.open(str(video)) as container:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     assert frames.shape == (5, 128, 128, 3)
+
+
+def hub_cache(root: Path, repo: str, files: dict[str, Path], revision: str) -> None:
+    """``files`` (name in the repository -> file) as huggingface_hub's cache holds a downloaded snapshot."""
+    snapshot = root / f"models--{repo.replace('/', '--')}" / "snapshots" / revision
+    for name, source in files.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).symlink_to(source.resolve())
+    (snapshot.parents[1] / "refs").mkdir(parents=True)
+    (snapshot.parents[1] / "refs" / "main").write_text(revision)
+
+
+@needs_shapes
+def test_the_hub_release_becomes_a_bundle_offline(released_set, tmp_path, monkeypatch, one_thread):
+    """`dawn-import-dawn --hub ... --bundle`: the released files and HuBERT read from a local hub cache with
+    the network off, converted into a bundle (HuBERT inside) that generates a 128-px video."""
+    pytest.importorskip("transformers", reason="HuBERT needs the hubert extra")
+    from huggingface_hub import constants
+
+    from dawn_lightning.pipeline import DawnPipeline
+
+    f = released_set
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    args = ["--hub", "Hanbo-Cheng/DAWN", "--resolution", "128", "--bundle", str(tmp_path / "bundle")]
+    with pytest.raises(SystemExit, match="Hanbo-Cheng/DAWN: not in the local hub cache"):
+        import_main(args)
+    released = {"LFG_128_1000ep.pth": f["lfg"], "DAWN_128.pth": f["a2v"]}
+    for signal in ("pose", "blink"):
+        released |= {f"pbnet/{signal}/{p.name}": p for p in f[signal].parent.iterdir()}
+    hub_cache(tmp_path / "hub", "Hanbo-Cheng/DAWN", released, "1" * 40)
+    hubert = tiny_hubert(tmp_path / "hubert-download", 1024)
+    hub_cache(
+        tmp_path / "hub", "facebook/hubert-large-ls960-ft", {p.name: p for p in hubert.iterdir()}, "2" * 40
+    )
+
+    import_main(args)
+    bundle = tmp_path / "bundle"
+    assert (bundle / "hubert-large-ls960-ft" / "config.json").is_file()
+    assert {p.name for p in bundle.glob("*.safetensors")} == {
+        "motion.safetensors",
+        "pose.safetensors",
+        "blink.safetensors",
+        "audio_to_motion.safetensors",
+    }
+    assert not [p for p in bundle.rglob("*") if p.suffix in (".pth", ".tar", ".ckpt", ".bin")]  # no pickles
+    pipeline = DawnPipeline.from_pretrained(bundle, sampler={"num_steps": 1})
+    video = pipeline(portrait((96, 80)), speech(0.2)[0], seed=0)
+    assert video.frames.shape == (5, 128, 128, 3)

@@ -213,6 +213,8 @@ class DawnPipeline:
         from dawn_lightning.bundles import bundle_checkpoints, resolve_bundle
 
         stages = bundle_checkpoints(resolve_bundle(name, revision))
+        if kwargs.get("hubert_path") is None and stages["audio_encoder"] is not None:
+            kwargs["hubert_path"] = stages["audio_encoder"]  # the encoder the bundle carries
         return cls.from_checkpoints(stages["motion"], stages["pose_blink"], stages["diffusion"], **kwargs)
 
     @classmethod
