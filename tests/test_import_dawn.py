@@ -5,7 +5,7 @@ The released files are not available here; stand-ins are built from the referenc
 weights and the derived constants (schedule buffers, position tables) the reference computes. They must map
 and load strictly; missing, unexpected and mis-shaped keys give one error listing them all; pickled objects
 need --trust-pickle. A full-size random set (LFG_128 + DAWN_128 + PBNet pose/blink) converts with the CLI and
-generates a short video through `dawn-generate`'s path with `audio_features.hubert_path` naming a tiny random
+generates a short video through `dawn-generate`'s path with `audio_features.model_path` naming a tiny random
 1024-wide HuBERT saved as `hubert-large-ls960-ft` (random (T, 1024) features when `transformers` is absent).
 """
 
@@ -230,9 +230,7 @@ def test_all_failing_inputs_are_reported_together(tmp_path):
 
 
 def test_hubert_features_name_the_missing_setting():
-    with pytest.raises(
-        FileNotFoundError, match="audio_features.hubert_path=.*facebook/hubert-large-ls960-ft"
-    ):
+    with pytest.raises(FileNotFoundError, match="audio_features.model_path=.*facebook/hubert-large-ls960-ft"):
         features_from_spec(C.HUBERT_FEATURES)
 
 
@@ -324,7 +322,7 @@ def test_import_records_sources_and_the_reference_conventions(released_set, impo
 @needs_shapes
 def test_pair_of_stage2_models_must_be_pose_then_blink_and_hubert_is_named(imported, one_thread):
     out, record = imported
-    with pytest.raises(FileNotFoundError, match="HuBERT features .* set audio_features.hubert_path="):
+    with pytest.raises(FileNotFoundError, match="HuBERT features .* set audio_features.model_path="):
         pipeline_module.DawnPipeline.from_config(compose("generate", record["generate_overrides"]))
     with pytest.raises(ValueError, match="a stage-2 model of 'blink', but checkpoints.pose needs"):
         load_pose_blink_pair(out / "stage2_blink.ckpt", out / "stage2_pose.ckpt")
@@ -346,7 +344,7 @@ class RandomHubert:
 def test_imported_set_generates_a_video_end_to_end(imported, tmp_path, monkeypatch, caplog, one_thread):
     out, record = imported
     try:  # a tiny random HuBERT as wide as HuBERT-large, in a folder named like the released model's
-        hubert = [f"audio_features.hubert_path={tiny_hubert(tmp_path / 'hubert-large-ls960-ft', 1024)}"]
+        hubert = [f"audio_features.model_path={tiny_hubert(tmp_path / 'hubert-large-ls960-ft', 1024)}"]
     except ImportError:
         hubert = []
         monkeypatch.setattr(pipeline_module, "features_from_spec", lambda *args: RandomHubert())

@@ -197,7 +197,7 @@ def test_benchmark_functions_run(synthetic, tmp_path):
 
 
 def test_up_block_doubles_as_nearest_interpolation():
-    """UpBlock2d's broadcast copy gives F.interpolate's nearest 2x, so conv -> BN -> ReLU sees the same input."""
+    """UpBlock2d's broadcast copy is F.interpolate's nearest 2x: conv -> BN -> ReLU sees the same input."""
     from dawn_lightning.models.common.blocks import SameBlock2d, UpBlock2d
 
     torch.manual_seed(0)

@@ -126,7 +126,7 @@ def test_unreadable_portraits_raise_errors_naming_the_file(tmp_path):
 def test_features_from_spec_rebuilds_the_extractor_and_refuses_unknown_kinds():
     spec = LogMelFeatures(n_mels=40, fmin=30.0).spec
     assert features_from_spec(spec) == LogMelFeatures(n_mels=40, fmin=30.0)
-    with pytest.raises(FileNotFoundError, match="HuBERT features .*audio_features.hubert_path"):
+    with pytest.raises(FileNotFoundError, match="HuBERT features .*audio_features.model_path"):
         features_from_spec({"kind": "hubert", "dim": 1024})  # no folder given or recorded
     with pytest.raises(ValueError, match="'mfcc' are not supported"):
         features_from_spec({"kind": "mfcc", "dim": 13})

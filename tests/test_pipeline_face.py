@@ -91,7 +91,7 @@ def test_without_a_face_model_the_default_is_announced_once(checkpoints, inputs,
     assert isinstance(DawnPipeline.from_config(off).initial_state, MeanInitialState)
     monkeypatch.delenv("DAWN_FACE_MODEL")
     cfg = config(checkpoints)
-    assert cfg.face.model_path is None and cfg.audio_features.hubert_path is None
+    assert cfg.face.model_path is None and cfg.audio_features.model_path is None
     generator = DawnPipeline.from_config(cfg)
     assert isinstance(generator.initial_state, MeanInitialState)
     with caplog.at_level(logging.WARNING, logger="dawn_lightning.pipeline"):

@@ -1,5 +1,5 @@
 """Generation from checkpoints trained on HuBERT features: the extractor comes from a local model folder
-(`audio_features.hubert_path`, else the folder the checkpoints record while it exists); no folder, a folder of
+(`audio_features.model_path`, else the folder the checkpoints record while it exists); no folder, a folder of
 another model, or a HuBERT folder for log-mel checkpoints are clear errors. A tiny random HuBERT stands in."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ transformers = pytest.importorskip("transformers", reason="HuBERT features need 
 @pytest.fixture(scope="module")
 def hubert(tmp_path_factory):
     """{"folder", "spec", "checkpoints", "z_channels"}: a tiny HuBERT (16 wide), checkpoints trained on it."""
-    from dawn_lightning.data.hubert import HubertFeatures
+    from dawn_lightning.data.speech_encoders import HubertFeatures
 
     root = tmp_path_factory.mktemp("hubert")
     folder = tiny_hubert(root / "models" / "tiny-hubert", 16)
@@ -68,7 +68,7 @@ def test_spec_records_the_folder_and_the_extractor_rebuilds_from_it(hubert):
 def test_dawn_generate_with_hubert_checkpoints(hubert, inputs, tmp_path, one_thread):
     out = tmp_path / "talk.mp4"
     overrides = {"portrait": inputs / "face.png", "speech": inputs / "speech.wav", "out": out}
-    generate(config(hubert["checkpoints"], **overrides, **{"audio_features.hubert_path": hubert["folder"]}))
+    generate(config(hubert["checkpoints"], **overrides, **{"audio_features.model_path": hubert["folder"]}))
     with av.open(str(out)) as container:
         assert len(container.streams.audio) == 1
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -77,7 +77,7 @@ def test_dawn_generate_with_hubert_checkpoints(hubert, inputs, tmp_path, one_thr
 
 def test_pipeline_features_come_from_the_configured_hubert(hubert, inputs, one_thread):
     pipeline = DawnPipeline.from_checkpoints(
-        *hubert["checkpoints"].values(), hubert_path=hubert["folder"], sampler={"num_steps": 1}
+        *hubert["checkpoints"].values(), encoder_path=hubert["folder"], sampler={"num_steps": 1}
     )
     assert pipeline.features.dim == 16
     video = pipeline(inputs / "face.png", inputs / "speech.wav", seed=0)
@@ -87,12 +87,12 @@ def test_pipeline_features_come_from_the_configured_hubert(hubert, inputs, one_t
 def test_missing_and_moved_hubert_folder_name_the_setting(hubert, tmp_path):
     gone = hubert["spec"] | {"path": str(tmp_path / "gone" / "tiny-hubert")}
     with pytest.raises(FileNotFoundError) as error:
-        features_from_spec(gone, setting="audio_features.hubert_path")
+        features_from_spec(gone, setting="audio_features.model_path")
     message = str(error.value)
-    assert "audio_features.hubert_path=/path/to/tiny-hubert" in message
+    assert "audio_features.model_path=/path/to/tiny-hubert" in message
     assert "facebook/hubert-large-ls960-ft" in message and "no longer holds the model" in message
-    with pytest.raises(FileNotFoundError, match="config.json: missing; audio_features.hubert_path"):
-        features_from_spec(gone, str(tmp_path), "audio_features.hubert_path")
+    with pytest.raises(FileNotFoundError, match="config.json: missing; audio_features.model_path"):
+        features_from_spec(gone, str(tmp_path), "audio_features.model_path")
     # the folder moved: found again through the setting
     moved = tmp_path / "elsewhere" / "tiny-hubert"
     shutil.copytree(hubert["folder"], moved)
@@ -108,7 +108,7 @@ def test_missing_hubert_stops_dawn_generate_naming_the_setting(hubert, inputs, t
     write_stage3(paths["diffusion"], paths["motion"], hubert["z_channels"], spec)
     out = tmp_path / "talk.mp4"
     cfg = config(paths, portrait=inputs / "face.png", speech=inputs / "speech.wav", out=out)
-    with pytest.raises(FileNotFoundError, match=r"set audio_features\.hubert_path=.*hubert-large-ls960-ft"):
+    with pytest.raises(FileNotFoundError, match=r"set audio_features\.model_path=.*hubert-large-ls960-ft"):
         generate(cfg)
     assert not out.exists()
 
@@ -116,7 +116,7 @@ def test_missing_hubert_stops_dawn_generate_naming_the_setting(hubert, inputs, t
 def test_another_hubert_or_hubert_for_logmel_checkpoints_is_an_error_naming_both(hubert, tmp_path):
     other = tiny_hubert(tmp_path / "other-hubert", 24)
     with pytest.raises(ValueError, match="differs from the one the checkpoints were trained with") as error:
-        features_from_spec(hubert["spec"], str(other), "audio_features.hubert_path")
+        features_from_spec(hubert["spec"], str(other), "audio_features.model_path")
     message = str(error.value)
     assert "'model': 'tiny-hubert'" in message and "'dim': 16" in message  # trained with
     assert "'model': 'other-hubert'" in message and "'dim': 24" in message  # configured
@@ -125,7 +125,7 @@ def test_another_hubert_or_hubert_for_logmel_checkpoints_is_an_error_naming_both
     with pytest.raises(ValueError, match="'model': 'renamed'"):
         features_from_spec(hubert["spec"], str(renamed))
     logmel = tiny_checkpoints(tmp_path / "logmel")
-    with pytest.raises(ValueError, match="audio_features.hubert_path=.* is set, but .*'logmel'"):
+    with pytest.raises(ValueError, match="audio_features.model_path=.* is set, but .*'logmel'"):
         DawnPipeline.from_checkpoints(
-            logmel["motion"], logmel["pose_blink"], logmel["diffusion"], hubert_path=hubert["folder"]
+            logmel["motion"], logmel["pose_blink"], logmel["diffusion"], encoder_path=hubert["folder"]
         )

@@ -112,7 +112,7 @@ def test_splits_are_by_speaker_seeded_and_from_lists(tmp_path):
 
 def test_hubert_features_from_a_local_tiny_model(tmp_path):
     transformers = pytest.importorskip("transformers")
-    from dawn_lightning.data.hubert import HubertFeatures
+    from dawn_lightning.data.speech_encoders import HubertFeatures
 
     config = transformers.HubertConfig(
         hidden_size=16,
@@ -130,7 +130,7 @@ def test_hubert_features_from_a_local_tiny_model(tmp_path):
     out = features(audio, 50)
     assert out.shape == (50, 16) and out.dtype == np.float32 and np.isfinite(out).all()
     assert out.std(axis=0).mean() > 0
-    with pytest.raises(FileNotFoundError, match="audio_features.hubert_path"):
+    with pytest.raises(FileNotFoundError, match="audio_features.model_path"):
         HubertFeatures(None)
     with pytest.raises(FileNotFoundError, match="config.json"):
         HubertFeatures(str(tmp_path))

@@ -6,7 +6,7 @@
 The settings are in conf/generate.yaml. A bad input (unreadable image, missing, undecodable, empty, silent or
 too short speech, a pose/blink file of the wrong length, a portrait without a face when ``face.model_path`` is
 set) stops with a message naming the file, and nothing is written at ``out``. HuBERT checkpoints (e.g. the
-imported DAWN weights) need ``audio_features.hubert_path``.
+imported DAWN weights) need ``audio_features.model_path`` (or a bundle that carries HuBERT).
 """
 
 from __future__ import annotations

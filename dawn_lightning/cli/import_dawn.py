@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         except (FileNotFoundError, ValueError) as error:
             raise SystemExit(f"dawn-import-dawn: error: {error}") from None
     if args.bundle:
-        print(
-            f"bundle   {bundle}: dawn-generate bundle={bundle} portrait=face.png speech=a.wav out=talk.mp4"
-        )
+        print(f"bundle   {bundle}: dawn-generate bundle={bundle} portrait=face.png speech=a.wav out=talk.mp4")
         return
     report(record, args.out)
 
@@ -129,12 +127,12 @@ def write_bundle(args: argparse.Namespace, out: Path) -> Path:
 
 
 def report(record: dict, out: str) -> None:
-    from dawn_lightning.data.hubert import HUBERT_URL
+    from dawn_lightning.data.speech_encoders import HUBERT_URL
 
     for key, entry in record["checkpoints"].items():
         print(f"{key:9s} {out}/{entry['file']}  <- {entry['source']['path']}", file=sys.stdout)
     if "generate_overrides" in record:
         print("generate with: dawn-generate portrait=face.png speech=speech.wav out=talk.mp4 \\")
-        hubert = "audio_features.hubert_path=/path/to/hubert-large-ls960-ft"  # the released weights' features
+        hubert = "audio_features.model_path=/path/to/hubert-large-ls960-ft"  # the released weights' features
         print("    " + " \\\n    ".join([*record["generate_overrides"], hubert]))
         print(f"(HuBERT-large, 1024 wide, read from a local folder: git clone {HUBERT_URL})")

@@ -7,11 +7,12 @@ model is always fed the features it was trained on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from dawn_lightning import SAMPLE_RATE, SAMPLES_PER_FRAME
+from dawn_lightning.data.speech_encoders import ENCODER_KINDS, encoder_from_spec
 from dawn_lightning.tensors.frames import fit_length
 
 
@@ -62,33 +63,27 @@ class LogMelFeatures:
 FEATURE_KINDS = {"logmel": LogMelFeatures}
 
 
-def features_from_spec(
-    spec: dict, hubert_path: str | None = None, setting: str = "audio_features.hubert_path"
-):
+def features_from_spec(spec: dict, model_path: str | None = None, setting: str = "audio_features.model_path"):
     """The extractor that produced features of a recorded ``spec`` (a store's or a checkpoint's), rebuilt so a
     model is fed the features it was trained on.
 
-    HuBERT (what the released DAWN weights were trained on) reads its model from ``hubert_path`` (the setting
-    named ``setting``), else from the folder the spec records if it still exists: see
-    `dawn_lightning.data.hubert.hubert_from_spec`. Raises FileNotFoundError when the HuBERT folder is not
-    given, ValueError for a kind this version cannot compute, a ``hubert_path`` with features of another
-    kind, or a spec that the rebuilt extractor does not reproduce."""
-    from dataclasses import fields
-
+    A pretrained speech encoder (HuBERT, what the released DAWN weights were trained on; wav2vec 2.0; Whisper)
+    reads its model from ``model_path`` (the setting named ``setting``), else from the folder the spec
+    records if it still exists: see `dawn_lightning.data.speech_encoders.encoder_from_spec`. Raises
+    FileNotFoundError when that folder is not given, ValueError for a kind this version cannot compute, a
+    ``model_path`` given for features that need none, or a spec the rebuilt extractor does not reproduce."""
     kind = spec.get("kind")
-    if kind == "hubert":
-        from dawn_lightning.data.hubert import hubert_from_spec
-
-        return hubert_from_spec(spec, hubert_path, setting)
-    if hubert_path:
+    if kind in ENCODER_KINDS:
+        return encoder_from_spec(spec, model_path, setting)
+    if model_path:
         raise ValueError(
-            f"{setting}={hubert_path} is set, but the checkpoints were trained on {kind!r} audio features "
-            f"({spec}), not HuBERT: unset {setting}"
+            f"{setting}={model_path} is set, but the checkpoints were trained on {kind!r} audio features "
+            f"({spec}), which need no model: unset {setting}"
         )
     if kind not in FEATURE_KINDS:
         raise ValueError(
             f"audio features of kind {kind!r} are not supported by this version (supported: "
-            f"{', '.join(FEATURE_KINDS)}); the spec is {spec}"
+            f"{', '.join([*FEATURE_KINDS, *ENCODER_KINDS])}); the spec is {spec}"
         )
     cls = FEATURE_KINDS[kind]
     extractor = cls(**{f.name: spec[f.name] for f in fields(cls) if f.name in spec})

@@ -67,7 +67,7 @@ from dawn_lightning.pipeline.video import GeneratedVideo
 from dawn_lightning.tensors.frames import fit_length
 
 log = logging.getLogger(__name__)
-HUBERT_SETTING = "audio_features.hubert_path"  # in conf/generate.yaml and conf/preprocess.yaml
+ENCODER_SETTING = "audio_features.model_path"  # in conf/generate.yaml and conf/preprocess.yaml
 Progress = Callable[[Iterable[int]], Iterable[int]]
 
 
@@ -91,8 +91,8 @@ class DawnPipeline:
     initial_state: the portrait's face box, pose and blink; default: measured by ``face_backend`` when given
         (`FaceInitialState`), else `MeanInitialState`.
     face_backend: a face backend (`dawn_lightning.data.preprocess.face`, e.g. `MediaPipeFaceBackend`).
-    hubert_path: the local HuBERT model folder, for checkpoints trained on HuBERT features (default: the
-        folder their recorded spec names, if it still exists).
+    encoder_path: the local model folder of the speech encoder (HuBERT, wav2vec 2.0, Whisper) for checkpoints
+        trained on its features (default: the folder their recorded spec names, if it still exists).
     names: how errors and logs name the three checkpoints.
     """
 
@@ -117,7 +117,7 @@ class DawnPipeline:
         chunk_overlap: int = 10,
         initial_state: InitialStateEstimator | None = None,
         face_backend: Any = None,
-        hubert_path: str | os.PathLike | None = None,
+        encoder_path: str | os.PathLike | None = None,
         names: Mapping[str, str] | None = None,
     ):
         self.names = {"motion": "stage 1", "pose_blink": "stage 2", "diffusion": "stage 3"} | dict(
@@ -138,7 +138,7 @@ class DawnPipeline:
         for notice in diffusion_record.get("warnings") or ():
             log.warning("%s: %s", self.names["diffusion"], notice)
         self.features = features_from_spec(
-            self._audio_spec(), None if hubert_path is None else str(hubert_path), HUBERT_SETTING
+            self._audio_spec(), None if encoder_path is None else str(encoder_path), ENCODER_SETTING
         )
         self._check_sizes()
         self.sampler_settings = (
@@ -213,8 +213,8 @@ class DawnPipeline:
         from dawn_lightning.bundles import bundle_checkpoints, resolve_bundle
 
         stages = bundle_checkpoints(resolve_bundle(name, revision))
-        if kwargs.get("hubert_path") is None and stages["audio_encoder"] is not None:
-            kwargs["hubert_path"] = stages["audio_encoder"]  # the encoder the bundle carries
+        if kwargs.get("encoder_path") is None and stages["audio_encoder"] is not None:
+            kwargs["encoder_path"] = stages["audio_encoder"]  # the encoder the bundle carries
         return cls.from_checkpoints(stages["motion"], stages["pose_blink"], stages["diffusion"], **kwargs)
 
     @classmethod
@@ -254,7 +254,7 @@ class DawnPipeline:
             "on_too_long": cfg["on_too_long"],
             "chunk_overlap": cfg["chunk_overlap"],
             "face_backend": face_backend_from_config(cfg.get("face")),
-            "hubert_path": (cfg.get("audio_features") or {}).get("hubert_path"),
+            "encoder_path": (cfg.get("audio_features") or {}).get("model_path"),
         }
         if cfg.get("bundle"):
             return cls.from_pretrained(cfg["bundle"], **options)
