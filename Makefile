@@ -14,7 +14,7 @@ STAGE1_CKPT := experiments/stage1/latest/checkpoints/last.ckpt
 DEFAULT_STAGE1 = $(if $(findstring motion_ckpt,$(ARGS)),,$(STAGE1_CKPT))
 
 .DEFAULT_GOAL := help
-.PHONY: app bench-gpu help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 precompute-motion train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
+.PHONY: app bench-gpu browser help setup test lint data-synthetic validate-store train-stage1 train-stage2 train-stage3 precompute-motion train-syncnet evaluate preprocess generate demo bench sweep report tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,15 +24,17 @@ setup: $(STAMP) ## create .venv, install the package (pinned in pyproject.toml) 
 $(STAMP): pyproject.toml
 	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
-	@command -v chromium >/dev/null || { echo "installing chromium (Debian package, for the app's browser test)"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-	  || echo "chromium could not be installed: the app's browser test will skip"; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e ".[dev,face,hubert,sweep,eval,app]"
 	@touch $(STAMP)
 
-test: setup ## run the test suite (CPU, under 15 minutes on 2 cores)
+test: setup browser ## run the test suite (CPU, under 15 minutes on 2 cores)
 	$(BIN)/pytest -q tests
+
+browser: ## Debian's chromium, for the app's browser test (installed when missing; nothing else needs it)
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian package, for the app's browser test)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium could not be installed: the app's browser test will skip"; }
 
 lint: setup ## ruff lint and format check
 	$(BIN)/ruff check dawn_lightning tests

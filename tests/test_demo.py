@@ -38,3 +38,42 @@ def test_demo_reuses_checkpoints_and_writes_its_report(synthetic, tmp_path, one_
         str(experiments / "stage3a" / "latest" / "checkpoints" / "last.ckpt")
     )
     assert -1 <= metrics["mouth_audio_corr_stage1"] <= 1 and metrics["frame_change_stage1"] >= 0
+    # the goals: every test clip (2 here, up to 4) with 2 seeds, each figure beside its goal
+    clips = [c.clip_id for c in synthetic.split("test")][: demo.CLIPS]
+    assert [(r["clip"], r["seed"]) for r in metrics["runs"]] == [(c, s) for c in clips for s in (0, 1)]
+    assert set(metrics["goals"]) == set(demo.GOALS)
+    truth_blinks = sum(r["blinks_truth"] for r in metrics["runs"]) / sum(
+        r["seconds"] for r in metrics["runs"]
+    )
+    assert metrics["goals"]["blinks"]["truth"] == round(truth_blinks, 4)
+    assert metrics["goals"]["mouth_motion"]["truth"] > 0 and "mouth darkness std" in report
+    # the sheet: 4 rows of 10 tiles (truth, generated, and both mouths close up)
+    from PIL import Image
+
+    with Image.open(out / "contact_sheet.png") as sheet:
+        assert sheet.size == (10 * (64 + 2) + 2, 4 * (64 + 12 + 2) + 2)
+
+
+def test_goals_are_judged_against_the_truth():
+    run = {"seconds": 10.0, "blinks_generated": 5, "blinks_truth": 4}
+    figures = {
+        "mouth_motion": (0.03, 0.04),
+        "lip_sync": (0.85, 0.9),
+        "head": (2.0, 3.0),
+        "frame_change": (0.5, 0.6),
+    }
+    for name, (g, t) in figures.items():
+        run |= {f"{name}_generated": g, f"{name}_truth": t}
+    verdicts = demo.judge([run])
+    assert {k: v["met"] for k, v in verdicts.items()} == {
+        "mouth_motion": True,  # 0.75x >= 0.6x
+        "lip_sync": True,
+        "blinks": True,  # 0.5 against 0.4 per second: 25 % off
+        "head": True,  # 33 % off
+        "frame_change": True,  # 17 % off
+    }
+    run |= {"mouth_motion_generated": 0.02, "blinks_generated": 8, "head_generated": 1.0}
+    verdicts = demo.judge([run])
+    assert (
+        not verdicts["mouth_motion"]["met"] and not verdicts["blinks"]["met"] and not verdicts["head"]["met"]
+    )

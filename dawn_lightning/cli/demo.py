@@ -3,8 +3,10 @@
 Steps: write the synthetic store, train stage 1, stage 2 and stage 3 (curriculum A only: on the CPU budget,
 curriculum B after it made the mouth stop following the speech; see the README), then generate the video of a
 held-out identity (a test clip's first frame as the portrait, the clip's speech) and write
-``experiments/demo/``: demo.mp4, contact_sheet.png (truth and generated frames), report.md and metrics.json.
-A step whose output exists is reused (``--redo`` forgets that); the report keeps the time each step took.
+``experiments/demo/``: demo.mp4, contact_sheet.png (truth and generated frames, and their mouths close up),
+report.md and metrics.json. The report scores that clip and 3 more test clips with 2 seeds each against the
+demo's goals (`GOALS`). A step whose output exists is reused (``--redo`` forgets that); the report keeps the
+time each step took.
 """
 
 from __future__ import annotations
@@ -25,6 +27,24 @@ from dawn_lightning.allocator import keep_freed_memory
 from dawn_lightning.checkpoints import latest_checkpoint
 
 log = logging.getLogger("dawn_lightning.demo")
+CLIPS, SEEDS = 4, 2  # test clips scored (the first is the demo's) and seeds per clip
+MOUTH_MARGIN = 0.25  # the mouth box grown by this share of its size on each side, as mouth_darkness does
+# figure -> (what it is, goal as text, test of the generated value g against the truth t)
+GOALS = {
+    "mouth_motion": (
+        "mouth darkness std (how far it opens)",
+        "at least 0.6x the truth's",
+        lambda g, t: g >= 0.6 * t,
+    ),
+    "lip_sync": ("lip-sync proxy r(mouth darkness, speech)", "at least 0.8", lambda g, t: g >= 0.8),
+    "blinks": ("blinks per second", "within 30 % of the truth", lambda g, t: abs(g - t) <= 0.3 * t),
+    "head": ("head rotation std (degrees)", "within 40 % of the truth", lambda g, t: abs(g - t) <= 0.4 * t),
+    "frame_change": (
+        "frame-to-frame change (0-255)",
+        "within 20 % of the truth",
+        lambda g, t: abs(g - t) <= 0.2 * t,
+    ),
+}
 
 
 def _steps(store: Path, experiments: Path) -> list[tuple[str, list[str], Path]]:
@@ -58,23 +78,27 @@ def run_steps(store: Path, experiments: Path, timings: dict, redo: bool) -> None
 def generate(store_dir: Path, experiments: Path, out: Path, seed: int, timings: dict) -> dict:
     from PIL import Image
 
-    from dawn_lightning.data.contact_sheet import write_contact_sheet
     from dawn_lightning.data.store import ClipStore
-    from dawn_lightning.metrics.motion_stats import blink_rate
     from dawn_lightning.metrics.mouth_sync import frame_change, mouth_audio_correlation
     from dawn_lightning.pipeline import DawnPipeline, PortraitState
 
     store = ClipStore(store_dir)
-    clip = store.split("test")[0]
+    clips = store.split("test")[:CLIPS]
+    clip = clips[0]
     reader = store.reader(clip)
     truth = reader.frames(range(clip.num_frames))
     signals = reader.signals
     portrait = out / "portrait.png"
     Image.fromarray(truth[0]).save(portrait)
-    # The synthetic store knows the portrait's face box, pose and blink: they stand in for a face backend.
-    state = PortraitState(*(torch.from_numpy(signals[k][0]) for k in ("face_box", "pose", "blink")))
+    # The synthetic store knows each portrait's face box, pose and blink: they stand in for a face backend.
+    current: dict[str, PortraitState] = {}
+
+    def known_state(signals: dict) -> PortraitState:
+        return PortraitState(*(torch.from_numpy(signals[k][0]) for k in ("face_box", "pose", "blink")))
+
+    current["state"] = known_state(signals)
     # stage 3: the newer of curriculum A's and B's, as `make generate` and `make evaluate` pick it
-    pipeline = DawnPipeline.from_run_dirs(experiments, initial_state=lambda image: state)
+    pipeline = DawnPipeline.from_run_dirs(experiments, initial_state=lambda image: current["state"])
     started = time.perf_counter()
     video = pipeline(portrait, reader.dir / "audio.wav", seed=seed)
     video.save(out / "demo.mp4")
@@ -83,18 +107,24 @@ def generate(store_dir: Path, experiments: Path, out: Path, seed: int, timings: 
         "reused": False,
         "phases": video.timings,
     }
-
     count = min(len(video), len(truth))
-    picks = np.linspace(0, count - 1, 10).round().astype(int)
-    write_contact_sheet(
-        np.concatenate([truth[picks], video.frames[picks]]),
-        out / "contact_sheet.png",
-        columns=len(picks),
-        labels=[f"truth {i}" for i in picks] + [f"gen {i}" for i in picks],
-    )
     mouth_box = signals["mouth_box"][0]
+    write_sheet(truth[:count], video.frames[:count], mouth_box, out / "contact_sheet.png")
     generated, real = video.frames[:count], truth[:count]
     reconstructed = stage1_reconstruction(pipeline.motion, truth)
+
+    runs = []
+    for k, scored in enumerate(clips):
+        scored_reader = store.reader(scored)
+        current["state"] = known_state(scored_reader.signals)
+        for draw in range(SEEDS):
+            if k == 0 and draw == 0:
+                run = score(video, truth, signals)  # the demo's own video
+            else:
+                frames = scored_reader.frames(range(scored.num_frames))
+                made = pipeline(frames[0], scored_reader.dir / "audio.wav", seed=seed + draw)
+                run = score(made, frames, scored_reader.signals)
+            runs.append({"clip": scored.clip_id, "seed": seed + draw} | run)
 
     def change(frames: np.ndarray) -> float:
         return round(frame_change(frames), 2)
@@ -113,9 +143,82 @@ def generate(store_dir: Path, experiments: Path, out: Path, seed: int, timings: 
         "frame_change_stage1": change(reconstructed),
         "pose_std_deg_generated": round(float(video.pose[:count, :3].std(0).mean()), 2),
         "pose_std_deg_truth": round(float(signals["pose"][:count, :3].std(0).mean()), 2),
-        "blinks_per_s_generated": round(blink_rate(torch.from_numpy(video.blink)), 2),
-        "blinks_per_s_truth": round(blink_rate(torch.from_numpy(signals["blink"])), 2),
+        "blinks_per_s_generated": round(runs[0]["blinks_generated"] / runs[0]["seconds"], 2),
+        "blinks_per_s_truth": round(runs[0]["blinks_truth"] / runs[0]["seconds"], 2),
+        "runs": runs,
+        "goals": judge(runs),
     }
+
+
+def score(video, truth: np.ndarray, signals: dict) -> dict:
+    """The goal figures of one generated video against its true clip (frames and signals of the store)."""
+    from dawn_lightning.metrics.motion_stats import blink_onsets
+    from dawn_lightning.metrics.mouth_sync import frame_change, mouth_audio_correlation, mouth_motion
+
+    count = min(len(video), len(truth))
+    generated, real, box = video.frames[:count], truth[:count], signals["mouth_box"][0]
+    return {
+        "seconds": count / video.fps,
+        "mouth_motion_generated": mouth_motion(generated, box),
+        "mouth_motion_truth": mouth_motion(real, box),
+        "lip_sync_generated": mouth_audio_correlation(generated, box, video.audio),
+        "lip_sync_truth": mouth_audio_correlation(real, box, video.audio),
+        "blinks_generated": int(blink_onsets(torch.from_numpy(video.blink[:count])).sum()),
+        "blinks_truth": int(blink_onsets(torch.from_numpy(signals["blink"][:count])).sum()),
+        "head_generated": float(video.pose[:count, :3].std(0).mean()),
+        "head_truth": float(signals["pose"][:count, :3].std(0).mean()),
+        "frame_change_generated": frame_change(generated),
+        "frame_change_truth": frame_change(real),
+    }
+
+
+def judge(runs: list[dict]) -> dict:
+    """Each goal's figure over all runs, generated and truth (blinks: counted over all the seconds; the rest:
+    means of the runs), and whether the goal is met."""
+    seconds = sum(r["seconds"] for r in runs)
+    verdicts = {}
+    for name, (_, goal, test) in GOALS.items():
+        if name == "blinks":
+            g, t = (sum(r[f"blinks_{side}"] for r in runs) / seconds for side in ("generated", "truth"))
+        else:
+            g, t = (float(np.mean([r[f"{name}_{side}"] for r in runs])) for side in ("generated", "truth"))
+        verdicts[name] = {
+            "generated": round(g, 4),
+            "truth": round(t, 4),
+            "goal": goal,
+            "met": bool(test(g, t)),
+        }
+    return verdicts
+
+
+def mouth_crops(frames: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The mouth box (grown by MOUTH_MARGIN) of each frame, enlarged to the frame's size: (N, H, W, 3)."""
+    from PIL import Image
+
+    n, h, w, _ = frames.shape
+    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
+    dx, dy = (x1 - x0) * MOUTH_MARGIN, (y1 - y0) * MOUTH_MARGIN
+    left, right = int(max(0.0, x0 - dx) * w), int(np.ceil(min(1.0, x1 + dx) * w))
+    top, bottom = int(max(0.0, y0 - dy) * h), int(np.ceil(min(1.0, y1 + dy) * h))
+    return np.stack(
+        [np.asarray(Image.fromarray(f[top:bottom, left:right]).resize((w, h), Image.NEAREST)) for f in frames]
+    )
+
+
+def write_sheet(truth: np.ndarray, generated: np.ndarray, mouth_box: np.ndarray, path: Path) -> None:
+    """10 evenly spaced frames: truth, generated, then the same frames' mouths close up (truth, generated)."""
+    from dawn_lightning.data.contact_sheet import write_contact_sheet
+
+    picks = np.linspace(0, len(truth) - 1, 10).round().astype(int)
+    rows = [truth[picks], generated[picks], mouth_crops(truth[picks], mouth_box)]
+    rows.append(mouth_crops(generated[picks], mouth_box))
+    names = ("truth", "gen", "truth mouth", "gen mouth")
+    write_contact_sheet(
+        np.concatenate(rows),
+        path,
+        columns=len(picks),
+        labels=[f"{name} {i}" if name in ("truth", "gen") else name for name in names for i in picks],
+    )
 
 
 @torch.no_grad()
@@ -137,8 +240,14 @@ def stage1_reconstruction(motion, frames: np.ndarray, batch_size: int = 32) -> n
 REPORT = """# dawn-lightning demo
 
 Held-out synthetic identity `{clip}`: its first frame as the portrait and its speech ({seconds_of_video} s,
-{frames} frames) -> `demo.mp4`. `contact_sheet.png`: top row the real clip, bottom row the generated one.
-Generated with the {stage3_checkpoint}.
+{frames} frames) -> `demo.mp4`. `contact_sheet.png`: rows of the real clip, the generated one, then both
+mouths close up. Generated with the {stage3_checkpoint}.
+
+## Goals ({runs} videos: {clips} test clips x {seeds} seeds, the first one the demo's)
+
+| figure | generated | truth | goal | met |
+|---|---|---|---|---|
+{goals}
 
 ## Steps (seconds on this machine; "reused" = done by an earlier run)
 
@@ -148,7 +257,7 @@ Generated with the {stage3_checkpoint}.
 
 Generation by phase (seconds): {phases}.
 
-## Metrics available so far
+## The demo's clip
 
 "stage 1 ceiling": the true clip re-rendered by stage 1 from its own motion, the best stage 3 can reach.
 
@@ -189,6 +298,17 @@ def main(argv: list[str] | None = None) -> None:
         f"{' (reused)' if entry.get('reused') else ''} |"
         for name, entry in timings.items()
     )
-    phases = ", ".join(f"{k} {v:.1f}" for k, v in metrics.pop("phases").items())
-    (out / "report.md").write_text(REPORT.format(steps=steps, phases=phases, **metrics))
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in metrics["phases"].items())
+    goals = "\n".join(
+        f"| {GOALS[name][0]} | {v['generated']:.3g} | {v['truth']:.3g} | {v['goal']} | "
+        f"{'yes' if v['met'] else 'NO'} |"
+        for name, v in metrics["goals"].items()
+    )
+    fields = {k: v for k, v in metrics.items() if k not in ("phases", "goals", "runs")}
+    runs = len(metrics["runs"])
+    clips = len({r["clip"] for r in metrics["runs"]})
+    report = REPORT.format(
+        steps=steps, phases=phases, goals=goals, runs=runs, clips=clips, seeds=SEEDS, **fields
+    )
+    (out / "report.md").write_text(report)
     log.info("wrote %s: demo.mp4, contact_sheet.png, report.md", out)
