@@ -181,7 +181,7 @@ def assert_same_step(ranks: list[dict], one: dict, gradient_tolerance: float = 1
         for name, grad in one["grads"].items()
         for rank in ranks
     )
-    assert worst < gradient_tolerance, worst  # measured (summation order): stage 2 5e-5
+    assert worst < gradient_tolerance, worst
 
 
 @pytest.mark.slow
@@ -206,7 +206,9 @@ def test_stage2_two_ranks_match_one_process_with_twice_the_batch(synthetic, tmp_
     """Stage 2's diffusion variant: per-sample noise, step and audio dropout, per-sample masked means."""
     settings = {"trainer.max_steps": "1", "datamodule.num_workers": "0", "logger": "csv"}
     command = [c for c in stage2_command(synthetic.root, **settings) if "batch_size" not in c]
-    assert_same_step(*first_steps(command, tmp_path))
+    # float32 summation order: measured 5e-5 and 1.1e-4 on two draws of samples (8 and 4 windows a clip); a
+    # sample lost or counted twice across the ranks fails the loss check first
+    assert_same_step(*first_steps(command, tmp_path), gradient_tolerance=5e-4)
 
 
 @pytest.mark.slow
