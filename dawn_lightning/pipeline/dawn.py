@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from dawn_lightning import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from dawn_lightning.bundles import bundle_checkpoints, resolve_bundle
 from dawn_lightning.checkpoints import (
     check_motion_checkpoint,
     default_checkpoints,
@@ -210,8 +211,6 @@ class DawnPipeline:
         """A model bundle (`dawn-export`, `dawn-import-dawn --bundle`): a folder, or a hub repository id read
         through `huggingface_hub`'s cache (offline once cached, ``HF_HUB_OFFLINE=1``). ``kwargs`` as
         `from_checkpoints`' (device, precision, sampler, ...)."""
-        from dawn_lightning.bundles import bundle_checkpoints, resolve_bundle
-
         stages = bundle_checkpoints(resolve_bundle(name, revision))
         if kwargs.get("encoder_path") is None and stages["audio_encoder"] is not None:
             kwargs["encoder_path"] = stages["audio_encoder"]  # the encoder the bundle carries
