@@ -198,6 +198,8 @@ def test_window_override_and_reduced_precision(checkpoints):
     assert video.frames.shape == (10, 64, 64, 3) and np.isfinite(video.pose).all()
     with pytest.raises(ValueError, match="precision"):
         DawnPipeline.from_checkpoints(*paths, precision="fp8")
+    with pytest.raises(ValueError, match="unknown sampler settings \\['smoothing'\\]"):
+        DawnPipeline.from_checkpoints(*paths, sampler={"smoothing": 1.5})
 
 
 def test_mismatched_audio_features_name_both_checkpoints(checkpoints):

@@ -84,7 +84,8 @@ class DawnPipeline:
         reference_alpha_offset, temporal_smoothing}; the stage-3 checkpoint's settings otherwise.
     window: the temporal attention band of stage 3 in frames; None keeps the trained value.
     decode_batch_size: frames per stage-1 decoder call.
-    temperature: scale of stage 2's latent noise.
+    temperature: scale of stage 2's latent noise (PBNet's z; the diffusion variant's starting noise, which
+        its first x0 estimate all but ignores).
     portrait_mode, background: how the portrait becomes a square frame (`load_portrait`).
     max_frames, on_too_long: a length limit and what exceeding it does ("error" or "chunk").
     chunk_overlap: frames that consecutive stage-3 chunks share (at most under half of ``max_frames``); their
@@ -142,6 +143,9 @@ class DawnPipeline:
             self._audio_spec(), None if encoder_path is None else str(encoder_path), ENCODER_SETTING
         )
         self._check_sizes()
+        unknown = sorted(set(sampler or {}) - set(DEFAULT_SAMPLER))
+        if unknown:
+            raise ValueError(f"unknown sampler settings {unknown}; known: {sorted(DEFAULT_SAMPLER)}")
         self.sampler_settings = (
             DEFAULT_SAMPLER | dict(diffusion_record.get("sampler") or {}) | dict(sampler or {})
         )
