@@ -141,10 +141,13 @@ def generate(
 
 
 def build_app(
-    models: Models, sources: list[str], out_dir: str | Path | None = None, default_steps: int | None = None
+    models: Models, sources: list[str], out_dir: str | Path | None = None, sampler: dict | None = None
 ):
-    """The Gradio Blocks of the app; ``sources``: the model choices ("bundle:<id>" / "run:<folder>")."""
+    """The Gradio Blocks of the app; ``sources``: the model choices ("bundle:<id>" / "run:<folder>");
+    ``sampler``: the settings the sliders start at (a pipeline's ``sampler_settings``, the first model's)."""
     import gradio as gr
+
+    start = {"num_steps": 2, "guidance_scale": 1.5, "temporal_smoothing": 0.0} | dict(sampler or {})
 
     out = Path(out_dir or tempfile.mkdtemp(prefix="dawn-app-"))
     notes = [reason for source in sources if (reason := Models.missing(source))]
@@ -198,10 +201,18 @@ def build_app(
                 )
                 source = gr.Dropdown(sources, value=sources[0], label="model", elem_id="dawn-model")
                 with gr.Accordion("settings", open=False):
-                    steps = gr.Slider(1, 50, value=default_steps or 2, step=1, label="sampling steps")
-                    guidance = gr.Slider(1.0, 4.0, value=1.5, step=0.1, label="guidance (1: off)")
+                    steps = gr.Slider(1, 50, value=start["num_steps"], step=1, label="sampling steps")
+                    guidance = gr.Slider(
+                        1.0, 4.0, value=start["guidance_scale"], step=0.1, label="guidance (1: off)"
+                    )
                     seed = gr.Number(0, precision=0, label="seed")
-                    smoothing = gr.Slider(0.0, 3.0, value=0.0, step=0.1, label="temporal smoothing (frames)")
+                    smoothing = gr.Slider(
+                        0.0,
+                        3.0,
+                        value=start["temporal_smoothing"],
+                        step=0.1,
+                        label="temporal smoothing (frames)",
+                    )
                     mode = gr.Radio(
                         ["from stage 2", "from a file"], value="from stage 2", label="head pose and blinks"
                     )

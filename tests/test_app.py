@@ -42,7 +42,7 @@ def served(checkpoints, tmp_path_factory):
     )
     empty = root / "no-runs"
     app = build_app(
-        Models("cpu"), [f"bundle:{bundle}", f"run:{empty}"], out_dir=root / "out", default_steps=2
+        Models("cpu"), [f"bundle:{bundle}", f"run:{empty}"], out_dir=root / "out", sampler={"num_steps": 2}
     )
     port = free_port()
     launch(app, "127.0.0.1", port, block=False)

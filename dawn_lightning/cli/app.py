@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda")
     p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 or auto")
-    p.add_argument("--steps", type=int, help="the sampling steps shown first (default 2: the flow default)")
+    p.add_argument("--steps", type=int, help="the sampling steps shown first (default: the first model's)")
     return p
 
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        from dawn_lightning.app import Models, build_app, launch
+        from dawn_lightning.app import ERRORS, Models, build_app, launch
     except ImportError as error:
         raise SystemExit(
             f"dawn-app: error: {error} (install the app extra: pip install -e '.[app]')"
@@ -41,7 +41,16 @@ def main(argv: list[str] | None = None) -> None:
     for source in sources:
         if reason := Models.missing(source):
             logging.getLogger("dawn_lightning.app").warning("%s", reason)
-    app = build_app(Models(args.device, args.precision), sources, default_steps=args.steps)
+    models = Models(args.device, args.precision)
+    sampler = {}
+    if Models.missing(sources[0]) is None:  # the sliders start at the first model's recorded settings
+        try:
+            sampler = dict(models.get(sources[0]).sampler_settings)
+        except ERRORS as error:  # the page says it again when that model is used
+            logging.getLogger("dawn_lightning.app").warning("%s", error)
+    if args.steps:
+        sampler["num_steps"] = args.steps
+    app = build_app(models, sources, sampler=sampler)
     launch(app, args.host, args.port)
 
 
