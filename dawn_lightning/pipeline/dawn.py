@@ -131,6 +131,9 @@ class DawnPipeline:
             raise ValueError(f"max_frames must be a positive number of frames or null, got {max_frames}")
         if chunk_overlap < 0:
             raise ValueError(f"chunk_overlap must be a number of frames >= 0, got {chunk_overlap}")
+        unknown = sorted(set(sampler or {}) - set(DEFAULT_SAMPLER))
+        if unknown:
+            raise ValueError(f"unknown sampler settings {unknown}; known: {sorted(DEFAULT_SAMPLER)}")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.motion = motion.to(self.device).eval()
@@ -143,9 +146,6 @@ class DawnPipeline:
             self._audio_spec(), None if encoder_path is None else str(encoder_path), ENCODER_SETTING
         )
         self._check_sizes()
-        unknown = sorted(set(sampler or {}) - set(DEFAULT_SAMPLER))
-        if unknown:
-            raise ValueError(f"unknown sampler settings {unknown}; known: {sorted(DEFAULT_SAMPLER)}")
         self.sampler_settings = (
             DEFAULT_SAMPLER | dict(diffusion_record.get("sampler") or {}) | dict(sampler or {})
         )
